@@ -1,0 +1,139 @@
+"""Command line: ``python -m ddpm_lib [train|sample] ...``; with no command, a short demo
+that trains a small U-Net for a few minutes and writes ``runs/demo/samples.png``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+from .checkpoints import CheckpointError, load_model
+from .config import DiffusionConfig, MLPConfig, TrainConfig, UNetConfig, get_device, seed_everything
+from .data import MNISTDataError, load_mnist
+from .models import build_model, count_parameters
+from .plotting import save_grid
+from .samplers import ddim_sample, ddpm_sample
+from .training import NonFiniteLossError, Trainer
+
+
+def _sample_and_save(model, schedule, out: Path, n: int, sampler: str, steps: int, seed: int) -> Path:
+    t0 = time.perf_counter()
+    if sampler == "ddpm":
+        x = ddpm_sample(model, schedule, n, seed=seed)
+    else:
+        x = ddim_sample(model, schedule, n, steps=steps, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    save_grid(x, str(out / "samples.png"), nrow=max(1, int(n ** 0.5)))
+    torch.save(x.cpu(), out / "samples.pt")
+    print(f"sampled {n} images ({sampler}{'' if sampler == 'ddpm' else f'-{steps}'}) in "
+          f"{time.perf_counter() - t0:.1f}s -> {out / 'samples.png'}")
+    return out / "samples.png"
+
+
+def _stop_on_sigterm(signum, frame):  # a killed run saves its checkpoint like Ctrl-C does
+    raise KeyboardInterrupt
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
+    seed_everything(args.seed)
+    device = get_device(args.device)
+    data = load_mnist(subset=args.subset, download=args.download)
+    out = Path(args.out)
+    if args.resume:
+        ckpt = out / "checkpoint.pt" if args.resume == "auto" else Path(args.resume)
+        overrides = {k: v for k, v in (("steps", args.steps), ("max_minutes", args.minutes)) if v is not None}
+        trainer = Trainer.from_checkpoint(ckpt, out_dir=out, device=device, **overrides)
+        print(f"resuming {ckpt} at step {trainer.step}")
+    else:
+        if args.model == "unet":
+            model_cfg = UNetConfig(base_channels=args.base_channels)
+        else:
+            model_cfg = MLPConfig()
+        steps = args.steps if args.steps is not None else (None if args.minutes else 10_000)
+        config = TrainConfig(steps=steps,
+                             max_minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
+                             seed=args.seed)
+        trainer = Trainer(build_model(model_cfg), DiffusionConfig(T=args.T, schedule=args.schedule),
+                          config, out_dir=out, device=device)
+    print(f"training a {count_parameters(trainer.model) / 1e6:.2f}M-parameter {args.model} on "
+          f"{len(data)} images, device {device}, output {out}")
+    trainer.fit(data)
+    if trainer.interrupted:
+        return 130
+    rate = trainer.step * trainer.config.batch_size / max(trainer.elapsed_s, 1e-9)
+    print(f"trained {trainer.step} steps in {trainer.elapsed_s / 60:.1f} min ({rate:.0f} images/s); "
+          f"final loss {sum(trainer.history[-50:]) / len(trainer.history[-50:]):.4f}; "
+          f"checkpoint {trainer.checkpoint_path}")
+    if args.n_samples > 0:
+        model, schedule = load_model(trainer.checkpoint_path, device=device)
+        _sample_and_save(model, schedule, out, args.n_samples, "ddim", 50, args.seed)
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    model, schedule = load_model(args.checkpoint, ema=not args.raw, device=get_device(args.device))
+    _sample_and_save(model, schedule, Path(args.out), args.n, args.sampler, args.steps, args.seed)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ddpm_lib", description=__doc__)
+    sub = p.add_subparsers(dest="command")
+
+    t = sub.add_parser("train", help="train a noise predictor on MNIST, write checkpoints and samples")
+    t.add_argument("--model", choices=["unet", "mlp"], default="unet")
+    t.add_argument("--out", default="runs/unet", help="output folder (checkpoint.pt, samples.png)")
+    t.add_argument("--schedule", choices=["linear", "cosine"], default="linear")
+    t.add_argument("--T", type=int, default=1000, help="diffusion steps")
+    t.add_argument("--steps", type=int, default=None, help="optimizer steps (default 10000)")
+    t.add_argument("--minutes", type=float, default=None, help="wall-clock training budget")
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--base-channels", type=int, default=32, help="U-Net width at 28x28")
+    t.add_argument("--subset", type=int, default=None, help="train on n random images")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", nargs="?", const="auto", default=None,
+                   help="resume from OUT/checkpoint.pt (or the path given)")
+    t.add_argument("--n-samples", type=int, default=64, help="images to sample at the end (0: none)")
+    t.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
+    t.add_argument("--download", action="store_true", help="fetch MNIST from the network if missing")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="sample images from a checkpoint")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--out", default="runs/samples")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
+    s.add_argument("--steps", type=int, default=50, help="DDIM steps")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    s.add_argument("--device", default=None)
+    s.set_defaults(func=cmd_sample)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        print("demo: a 3-minute U-Net training run; see `python -m ddpm_lib --help` for more")
+        argv = ["train", "--out", "runs/demo", "--minutes", "3"]
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        return 2
+    try:
+        return args.func(args)
+    except (MNISTDataError, CheckpointError, NonFiniteLossError, ValueError, RuntimeError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Configuration dataclasses, the device helper and the seeding helper.
+
+Every knob a reader may want to turn lives in a small dataclass with visible defaults. The
+defaults are the paper's (Ho et al. 2020, Sec. 4: T = 1000, beta_1 = 1e-4 -> beta_T = 0.02);
+``*.quick()`` presets shrink a run for tests, never the code path.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+
+DEVICE_ENV = "DDPM_DEVICE"
+
+
+@dataclass
+class DiffusionConfig:
+    """The forward process: number of steps T and the beta schedule."""
+
+    T: int = 1000
+    schedule: str = "linear"  # "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021)
+    beta_start: float = 1e-4  # linear schedule only
+    beta_end: float = 0.02  # linear schedule only
+    cosine_s: float = 0.008  # cosine schedule only
+
+
+@dataclass
+class UNetConfig:
+    """A U-Net for 1x28x28 images: 28x28 -> 14x14 -> 7x7 and back, no padding to 32."""
+
+    in_channels: int = 1
+    base_channels: int = 32
+    channel_mults: Tuple[int, ...] = (1, 2, 4)  # widths 32, 64, 128 at 28, 14, 7 pixels
+    num_res_blocks: int = 1  # ResBlocks per level on the way down (one more on the way up)
+    attn_resolutions: Tuple[int, ...] = (7,)  # self-attention only at 7x7
+    num_heads: int = 4
+    groups: int = 8  # GroupNorm groups
+    dropout: float = 0.0
+    time_emb_mult: int = 4  # time embedding width = base_channels * time_emb_mult
+    num_classes: Optional[int] = None  # set to 10 for a class-conditional model
+    image_size: int = 28
+
+
+@dataclass
+class MLPConfig:
+    """A residual MLP on flattened 28*28 = 784-d images."""
+
+    image_size: int = 28
+    in_channels: int = 1
+    hidden: int = 2048
+    num_blocks: int = 3
+    time_emb_dim: int = 128
+    dropout: float = 0.0
+    num_classes: Optional[int] = None
+
+
+@dataclass
+class TrainConfig:
+    """The training loop (Algorithm 1) and its bookkeeping."""
+
+    steps: Optional[int] = 10_000  # optimizer steps in all; None = until max_minutes
+    max_minutes: Optional[float] = None  # wall-clock budget, None = no limit
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 200  # linear learning-rate warm-up
+    grad_clip: float = 1.0  # max global grad norm, 0 disables
+    ema_decay: float = 0.999
+    label_dropout: float = 0.1  # class-conditional models only: p(label -> null label)
+    checkpoint_every: int = 500  # steps; 0 = only at the end
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, **overrides) -> "TrainConfig":
+        """A tiny preset for tests and quick notebook runs (same code path)."""
+        base = dict(steps=60, batch_size=32, warmup_steps=10, checkpoint_every=0)
+        base.update(overrides)
+        return cls(**base)
+
+
+def get_device(prefer: Optional[str] = None) -> torch.device:
+    """Pick a device: ``prefer`` if given, else the ``DDPM_DEVICE`` environment variable,
+    else the first available of CUDA, Apple MPS, CPU."""
+    name = prefer or os.environ.get(DEVICE_ENV)
+    if name:
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {name!r} was asked for but CUDA is not available; "
+                               f"unset {DEVICE_ENV} or use 'cpu'")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise RuntimeError(f"device {name!r} was asked for but MPS is not available; "
+                               f"unset {DEVICE_ENV} or use 'cpu'")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (all devices); return a CPU ``torch.Generator`` seeded
+    the same way, for code that wants its own stream of random numbers."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)

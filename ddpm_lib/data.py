@@ -1,0 +1,123 @@
+"""MNIST, offline: the four original IDX files ship in ``data/MNIST/raw/`` (gzip), are checked
+against the md5 of the original uncompressed files, unpacked where
+``torchvision.datasets.MNIST(root, download=False)`` finds them, and scaled to [-1, 1].
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+from torch.utils.data import TensorDataset
+
+DATA_ENV = "DDPM_DATA"
+
+# uncompressed IDX files: (bytes, md5) of the originals by LeCun, Cortes & Burges (CC BY-SA 3.0)
+MNIST_FILES = {
+    "train-images-idx3-ubyte": (47040016, "6bbc9ace898e44ae57da46a324031adb"),
+    "train-labels-idx1-ubyte": (60008, "a25bea736e30d166cdddb491f175f624"),
+    "t10k-images-idx3-ubyte": (7840016, "2646ac647ad5339dbf082846283269ea"),
+    "t10k-labels-idx1-ubyte": (10008, "27ae3e4e09519cfbb04c329615203637"),
+}
+
+
+class MNISTDataError(RuntimeError):
+    """An MNIST file is missing or does not match the original's checksum."""
+
+
+def default_data_root() -> Path:
+    """``$DDPM_DATA`` if set, else the repository's ``data/`` folder (next to ``ddpm_lib/``)."""
+    env = os.environ.get(DATA_ENV)
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "data"
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _matches(path: Path, size: int, md5: str) -> bool:
+    return path.is_file() and path.stat().st_size == size and _md5(path) == md5
+
+
+def _fix_hint(root: Path) -> str:
+    return (f"Fix: restore the repository's copy (git checkout -- {root / 'MNIST' / 'raw'}), "
+            f"or fetch the files from the network with prepare_mnist(download=True) "
+            f"/ python -m ddpm_lib train --download")
+
+
+def prepare_mnist(root: Union[str, Path, None] = None, *, download: bool = False) -> Path:
+    """Make sure ``root/MNIST/raw/`` holds the four uncompressed IDX files with the original
+    md5s, unpacking the shipped ``.gz`` files if needed. Returns the raw folder.
+
+    Raises :class:`MNISTDataError` naming the missing or corrupt file, what was expected and
+    how to fix it. The network is used only with ``download=True``."""
+    root = Path(root) if root is not None else default_data_root()
+    raw = root / "MNIST" / "raw"
+    if download:
+        import torchvision  # the network fallback, never needed with the shipped files
+
+        for train in (True, False):
+            torchvision.datasets.MNIST(str(root), train=train, download=True)
+    if not raw.is_dir():
+        raise MNISTDataError(f"MNIST folder {raw} does not exist (data root {root}). "
+                             f"Expected the four IDX files there. " + _fix_hint(root))
+    for name, (size, md5) in MNIST_FILES.items():
+        plain, packed = raw / name, raw / (name + ".gz")
+        if _matches(plain, size, md5):
+            continue
+        if not packed.is_file():
+            what = (f"{plain} is corrupt (size {plain.stat().st_size}, expected {size} bytes "
+                    f"with md5 {md5})" if plain.exists() else
+                    f"{plain} (or {packed.name}) is missing (expected {size} bytes with md5 {md5})")
+            raise MNISTDataError(f"MNIST file {what}. " + _fix_hint(root))
+        tmp = plain.with_suffix(".tmp")
+        try:
+            with gzip.open(packed, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except (OSError, EOFError) as err:
+            tmp.unlink(missing_ok=True)
+            raise MNISTDataError(f"MNIST file {packed} cannot be decompressed ({err}): it is "
+                                 f"truncated or not gzip. " + _fix_hint(root)) from err
+        if not _matches(tmp, size, md5):
+            got = tmp.stat().st_size
+            tmp.unlink()
+            raise MNISTDataError(f"MNIST file {packed} unpacks to {got} bytes that do not match "
+                                 f"the original (expected {size} bytes with md5 {md5}): the file "
+                                 f"is altered or truncated. " + _fix_hint(root))
+        os.replace(tmp, plain)
+    return raw
+
+
+def load_mnist(root: Union[str, Path, None] = None, *, train: bool = True,
+               subset: Optional[int] = None, seed: int = 0, download: bool = False) -> TensorDataset:
+    """MNIST as an in-memory ``TensorDataset(images, labels)``: images float32
+    [N, 1, 28, 28] scaled to [-1, 1] (x / 127.5 - 1), labels int64 [N].
+
+    ``subset=n`` keeps a random (seeded) n images, for quick runs."""
+    import torchvision
+
+    root = Path(root) if root is not None else default_data_root()
+    prepare_mnist(root, download=download)
+    ds = torchvision.datasets.MNIST(str(root), train=train, download=False)
+    images = ds.data.unsqueeze(1).float() / 127.5 - 1.0
+    labels = ds.targets.long()
+    if subset is not None:
+        if not 0 < subset <= len(labels):
+            raise ValueError(f"subset must be in [1, {len(labels)}], got {subset}")
+        keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:subset]
+        images, labels = images[keep], labels[keep]
+    return TensorDataset(images, labels)
+
+
+def to_unit_range(x: torch.Tensor) -> torch.Tensor:
+    """Map model space [-1, 1] back to image space [0, 1] (clamped)."""
+    return ((x + 1) / 2).clamp(0, 1)

@@ -1,0 +1,50 @@
+"""Noise-prediction networks eps_theta(x_t, t): an MLP and a U-Net, plus a builder from a saved config."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Union
+
+import torch
+
+from ..config import MLPConfig, UNetConfig
+from .embeddings import TimeEmbedding, sinusoidal_embedding
+from .mlp import MLPNoisePredictor
+from .unet import UNet
+
+ModelConfig = Union[UNetConfig, MLPConfig]
+
+
+def build_model(config: ModelConfig) -> torch.nn.Module:
+    """Instantiate the model a config describes."""
+    if isinstance(config, UNetConfig):
+        return UNet(config)
+    if isinstance(config, MLPConfig):
+        return MLPNoisePredictor(config)
+    raise TypeError(f"expected a UNetConfig or MLPConfig, got {type(config).__name__}")
+
+
+def config_to_dict(config: ModelConfig) -> dict:
+    """A plain dict (safe for ``torch.load(weights_only=True)``) naming the config's kind."""
+    kind = "unet" if isinstance(config, UNetConfig) else "mlp"
+    d = asdict(config)
+    return {"kind": kind, **{k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}}
+
+
+def config_from_dict(d: dict) -> ModelConfig:
+    """Inverse of :func:`config_to_dict`."""
+    d = dict(d)
+    kind = d.pop("kind", None)
+    cls = {"unet": UNetConfig, "mlp": MLPConfig}.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown model kind {kind!r} in checkpoint config")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+__all__ = ["TimeEmbedding", "sinusoidal_embedding", "MLPNoisePredictor", "UNet", "build_model",
+           "config_to_dict", "config_from_dict", "count_parameters"]

@@ -1,0 +1,224 @@
+"""Reverse-process samplers: ancestral DDPM (Ho et al. 2020, Algorithm 2) and DDIM
+(Song, Meng & Ermon 2021, Eq. 12).
+
+Each sampler is one visible loop over a one-step function (:func:`ddpm_step`,
+:func:`ddim_step`) that is a plain function of (schedule, eps, x_t, t). Noise comes from a
+``torch.Generator`` (CPU by default, so a seed gives the same images on every device), the
+model's device is used for the network, and everything runs under ``torch.no_grad``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import torch
+from tqdm.auto import tqdm
+
+from .diffusion import gather, predict_eps_from_x0, predict_x0_from_eps
+from .schedules import Schedule
+
+Tensor = torch.Tensor
+EpsFn = Callable[[Tensor, Tensor], Tensor]
+SampleResult = Union[Tensor, Tuple[Tensor, Dict[int, Tensor]]]
+
+VARIANCES = ("beta_tilde", "beta")
+
+
+def ddpm_step(schedule: Schedule, eps: Tensor, xt: Tensor, t: int, *,
+              noise: Optional[Tensor] = None, variance: str = "beta_tilde",
+              clip_x0: bool = True) -> Tensor:
+    """One reverse step x_t -> x_{t-1}, Algorithm 2 line 4 (Eq. 11):
+
+        x_{t-1} = 1/sqrt(alpha_t) * (x_t - beta_t / sqrt(1 - alpha_bar_t) * eps) + sigma_t z
+
+    with sigma_t^2 = beta_tilde_t (``variance="beta_tilde"``, Eq. 7) or beta_t
+    (``variance="beta"``), and no noise at the last step (t = 0 in code, t = 1 in the paper).
+
+    ``clip_x0=True`` (as in Ho et al.'s released code) first predicts x_0 by Eq. 15, clips it
+    to the data range [-1, 1] and takes the posterior mean of Eq. 7 instead; without clipping
+    the two forms are algebraically identical.
+    """
+    if variance not in VARIANCES:
+        raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
+    if not 0 <= t < schedule.T:
+        raise ValueError(f"t must lie in [0, {schedule.T}), got {t}")
+    tt = torch.full((xt.shape[0],), t, dtype=torch.long, device=xt.device)
+    if clip_x0:
+        x0 = predict_x0_from_eps(schedule, xt, tt, eps).clamp(-1, 1)
+        mean = (gather(schedule.posterior_mean_coef_x0, tt, xt) * x0
+                + gather(schedule.posterior_mean_coef_xt, tt, xt) * xt)
+    else:
+        beta_t = gather(schedule.betas, tt, xt)
+        mean = (xt - beta_t / gather(schedule.sqrt_one_minus_alpha_bars, tt, xt) * eps) \
+            / gather(schedule.alphas, tt, xt).sqrt()
+    if t == 0:
+        return mean  # Algorithm 2: z = 0 at the last step
+    if noise is None:
+        noise = torch.randn_like(xt)
+    var = schedule.beta_tilde if variance == "beta_tilde" else schedule.betas
+    return mean + gather(var, tt, xt).sqrt() * noise
+
+
+def ddim_timesteps(T: int, num_steps: int) -> List[int]:
+    """The DDIM sub-sequence tau: ``num_steps`` distinct steps evenly spread from T-1 down to 0
+    (both ends included), in sampling order."""
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+    if num_steps > T:
+        raise ValueError(f"num_steps={num_steps} exceeds the model's T={T}: a sampler cannot "
+                         f"take more steps than the forward process has; use num_steps <= {T}")
+    if num_steps == 1:
+        return [T - 1]
+    span = (T - 1) / (num_steps - 1)
+    return [int(T - 1 - i * span + 0.5) if i < num_steps - 1 else 0 for i in range(num_steps)]
+
+
+def ddim_step(schedule: Schedule, eps: Tensor, xt: Tensor, t: int, t_prev: int, *,
+              eta: float = 0.0, noise: Optional[Tensor] = None, clip_x0: bool = True) -> Tensor:
+    """One DDIM step x_t -> x_{t_prev} (Song et al. 2021, Eq. 12):
+
+        x_prev = sqrt(alpha_bar_prev) * x0_pred
+               + sqrt(1 - alpha_bar_prev - sigma^2) * eps + sigma * z,
+        sigma  = eta * sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t))
+                     * sqrt(1 - alpha_bar_t / alpha_bar_prev)              (Eq. 16)
+
+    with x0_pred from Eq. 15 and alpha_bar_prev = 1 when t_prev = -1 (the end). eta = 0 is
+    deterministic; eta = 1 with every step is DDPM with sigma^2 = beta_tilde. With
+    ``clip_x0`` the predicted x_0 is clipped to [-1, 1] and eps re-derived from it.
+    """
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    if not (0 <= t < schedule.T and -1 <= t_prev < t):
+        raise ValueError(f"need 0 <= t < T={schedule.T} and -1 <= t_prev < t, got t={t}, t_prev={t_prev}")
+    tt = torch.full((xt.shape[0],), t, dtype=torch.long, device=xt.device)
+    x0 = predict_x0_from_eps(schedule, xt, tt, eps)
+    if clip_x0:
+        x0 = x0.clamp(-1, 1)
+        eps = predict_eps_from_x0(schedule, xt, tt, x0)
+    # 1 - alpha_bar from the float64-derived sqrt(1 - alpha_bar): 1 - alpha_bar computed in
+    # float32 keeps only ~3 digits near t = 0
+    one = torch.ones((), device=xt.device, dtype=xt.dtype)
+    zero = torch.zeros((), device=xt.device, dtype=xt.dtype)
+    a_t = schedule.alpha_bars[t].to(xt.device, xt.dtype)
+    m_t = schedule.sqrt_one_minus_alpha_bars[t].to(xt.device, xt.dtype) ** 2  # 1 - alpha_bar_t
+    a_prev = schedule.alpha_bars[t_prev].to(xt.device, xt.dtype) if t_prev >= 0 else one
+    m_prev = schedule.sqrt_one_minus_alpha_bars[t_prev].to(xt.device, xt.dtype) ** 2 if t_prev >= 0 else zero
+    # 1 - a_t/a_prev = (a_prev - a_t)/a_prev = (m_t - m_prev)/a_prev: take the form without cancellation
+    gap = (a_prev - a_t) if float(a_prev) < 0.5 else (m_t - m_prev)
+    sigma = eta * (m_prev / m_t * gap / a_prev).sqrt()  # Eq. 16
+    x_prev = a_prev.sqrt() * x0 + (m_prev - sigma**2).clamp(min=0).sqrt() * eps
+    if eta > 0 and t_prev >= 0:
+        if noise is None:
+            noise = torch.randn_like(xt)
+        x_prev = x_prev + sigma * noise
+    return x_prev
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _eps_fn(model: torch.nn.Module, y: Optional[Tensor]) -> EpsFn:
+    """eps_theta(x_t, t) as a function, with the labels bound if given."""
+    if y is None:
+        return lambda x, t: model(x, t)
+    return lambda x, t: model(x, t, y)
+
+
+def _start(n: int, shape: Sequence[int], generator: Optional[torch.Generator],
+           seed: Optional[int]) -> torch.Generator:
+    if n < 1:
+        raise ValueError(f"n must be >= 1 (number of images to sample), got {n}")
+    if generator is not None and seed is not None:
+        raise ValueError("pass either generator or seed, not both")
+    return generator if generator is not None else \
+        (torch.Generator().manual_seed(seed) if seed is not None else torch.Generator().manual_seed(
+            int(torch.randint(0, 2**62, (1,)))))
+
+
+def _randn(shape: Sequence[int], generator: torch.Generator, device: torch.device) -> Tensor:
+    return torch.randn(tuple(shape), generator=generator, device=generator.device).to(device)
+
+
+def _check_trajectory(trajectory_at: Optional[Iterable[int]], path: Sequence[int]) -> set:
+    wanted = set(int(t) for t in trajectory_at or ())
+    missing = wanted - set(path)
+    if missing:
+        raise ValueError(f"trajectory_at asks for steps {sorted(missing)} that this sampler never "
+                         f"visits; pick from its path (first {list(path)[:5]}...)")
+    return wanted
+
+
+@torch.no_grad()
+def ddpm_sample(model: torch.nn.Module, schedule: Schedule, n: int, *,
+                image_shape: Sequence[int] = (1, 28, 28), y: Optional[Tensor] = None,
+                generator: Optional[torch.Generator] = None, seed: Optional[int] = None,
+                variance: str = "beta_tilde", clip_x0: bool = True,
+                trajectory_at: Optional[Iterable[int]] = None, progress: bool = True,
+                eps_fn: Optional[EpsFn] = None) -> SampleResult:
+    """Ancestral sampling, Algorithm 2: x_T ~ N(0, I), then :func:`ddpm_step` for
+    t = T-1 .. 0 (code indices). Returns images in about [-1, 1], shape [n, *image_shape].
+
+    With ``trajectory_at`` (steps t), returns ``(x_0, {t: x_t})`` where x_t is the image
+    entering step t. ``eps_fn`` overrides the model call (e.g. for guidance)."""
+    gen = _start(n, image_shape, generator, seed)
+    device = _model_device(model)
+    schedule = schedule.to(device)
+    path = list(range(schedule.T - 1, -1, -1))
+    wanted = _check_trajectory(trajectory_at, path)
+    eps_fn = eps_fn or _eps_fn(model, y)
+    was_training = model.training
+    model.eval()
+    x = _randn((n, *image_shape), gen, device)
+    trajectory: Dict[int, Tensor] = {}
+    try:
+        for t in tqdm(path, desc="DDPM sampling", disable=not progress, leave=False):
+            if t in wanted:
+                trajectory[t] = x.cpu()
+            tt = torch.full((n,), t, dtype=torch.long, device=device)
+            noise = _randn(x.shape, gen, device) if t > 0 else None
+            x = ddpm_step(schedule, eps_fn(x, tt), x, t, noise=noise, variance=variance,
+                          clip_x0=clip_x0)
+    finally:
+        model.train(was_training)
+    return (x, trajectory) if trajectory_at is not None else x
+
+
+@torch.no_grad()
+def ddim_sample(model: torch.nn.Module, schedule: Schedule, n: int, *, steps: int = 50,
+                eta: float = 0.0, timesteps: Optional[Sequence[int]] = None,
+                image_shape: Sequence[int] = (1, 28, 28), y: Optional[Tensor] = None,
+                generator: Optional[torch.Generator] = None, seed: Optional[int] = None,
+                clip_x0: bool = True, x_T: Optional[Tensor] = None,
+                trajectory_at: Optional[Iterable[int]] = None, progress: bool = True,
+                eps_fn: Optional[EpsFn] = None) -> SampleResult:
+    """DDIM sampling (Song et al. 2021) over ``steps`` steps spread by :func:`ddim_timesteps`
+    (or an explicit decreasing ``timesteps`` list), with :func:`ddim_step` between consecutive
+    steps and a final step to t_prev = -1. ``x_T`` fixes the starting noise (e.g. for
+    interpolation). Returns like :func:`ddpm_sample`."""
+    gen = _start(n, image_shape, generator, seed)
+    device = _model_device(model)
+    schedule = schedule.to(device)
+    path = list(timesteps) if timesteps is not None else ddim_timesteps(schedule.T, steps)
+    if any(b >= a for a, b in zip(path, path[1:])) or not 0 <= path[-1] <= path[0] < schedule.T:
+        raise ValueError(f"timesteps must be strictly decreasing within [0, {schedule.T}), got {path[:5]}...")
+    wanted = _check_trajectory(trajectory_at, path)
+    eps_fn = eps_fn or _eps_fn(model, y)
+    was_training = model.training
+    model.eval()
+    x = _randn((n, *image_shape), gen, device) if x_T is None else x_T.to(device)
+    trajectory: Dict[int, Tensor] = {}
+    try:
+        for i, t in enumerate(tqdm(path, desc="DDIM sampling", disable=not progress, leave=False)):
+            if t in wanted:
+                trajectory[t] = x.cpu()
+            t_prev = path[i + 1] if i + 1 < len(path) else -1
+            tt = torch.full((n,), t, dtype=torch.long, device=device)
+            noise = _randn(x.shape, gen, device) if (eta > 0 and t_prev >= 0) else None
+            x = ddim_step(schedule, eps_fn(x, tt), x, t, t_prev, eta=eta, noise=noise, clip_x0=clip_x0)
+    finally:
+        model.train(was_training)
+    return (x, trajectory) if trajectory_at is not None else x

@@ -1,0 +1,31 @@
+"""Shared fixtures: small models that keep the unit tests fast on 2 CPU cores."""
+
+import os
+
+import pytest
+import torch
+
+from ddpm_lib import UNetConfig, make_schedule
+
+os.environ.setdefault("DDPM_DEVICE", "cpu")
+
+
+@pytest.fixture
+def tiny_unet_config() -> UNetConfig:
+    """Same architecture as the default U-Net (attention at 7x7, skips), narrower."""
+    return UNetConfig(base_channels=8, channel_mults=(1, 2, 2), num_heads=2, groups=4)
+
+
+@pytest.fixture
+def linear_schedule():
+    return make_schedule(T=1000, schedule="linear")
+
+
+@pytest.fixture
+def cosine_schedule():
+    return make_schedule(T=1000, schedule="cosine")
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator().manual_seed(1234)

@@ -1,0 +1,118 @@
+"""Models: output shape equals input shape, the time embedding is the sinusoidal clock, the
+conditioning hook works, and wrong inputs fail with a readable message."""
+
+import math
+
+import pytest
+import torch
+
+from ddpm_lib import MLPConfig, MLPNoisePredictor, UNet, UNetConfig, count_parameters, sinusoidal_embedding
+from ddpm_lib.models import build_model, config_from_dict, config_to_dict
+
+
+@pytest.fixture(scope="module")
+def unet():
+    torch.manual_seed(0)
+    return UNet().eval()
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    torch.manual_seed(0)
+    return MLPNoisePredictor(MLPConfig(hidden=256, num_blocks=2)).eval()
+
+
+def test_default_unet_size_and_layout(unet):
+    n = count_parameters(unet)
+    assert 1e6 <= n <= 4e6, n
+    feats = {}
+
+    def hook(mod, inp, out):
+        feats.setdefault(type(mod).__name__, set()).add(tuple(out.shape[-2:]))
+    hooks = [m.register_forward_hook(hook) for m in unet.modules() if type(m).__name__ in ("SelfAttention", "ResBlock")]
+    with torch.no_grad():
+        unet(torch.zeros(2, 1, 28, 28), torch.tensor([0, 999]))
+    for hk in hooks:
+        hk.remove()
+    assert feats["SelfAttention"] == {(7, 7)}  # ... only at 7x7
+    assert feats["ResBlock"] == {(28, 28), (14, 14), (7, 7)}  # no padding to 32
+
+
+@pytest.mark.parametrize("batch", [1, 7, 128])
+def test_output_shape_equals_input_shape(unet, mlp, batch):
+    x = torch.randn(batch, 1, 28, 28)
+    t = torch.randint(0, 1000, (batch,))
+    with torch.no_grad():
+        for model in (unet, mlp):
+            out = model(x, t)
+            assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_time_conditioning_changes_the_output(tiny_unet_config):
+    torch.manual_seed(0)
+    model = UNet(tiny_unet_config)
+    for p in model.parameters():  # zero-initialised output layers would hide the effect
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.randn(2, 1, 28, 28)
+    a, b = model(x, torch.tensor([0, 0])), model(x, torch.tensor([500, 500]))
+    assert not torch.allclose(a, b)
+
+
+def test_sinusoidal_embedding_is_log_spaced_clock():
+    t = torch.tensor([0, 1, 10, 999])
+    emb = sinusoidal_embedding(t, 32)
+    assert emb.shape == (4, 32)
+    assert torch.equal(emb[0], torch.cat([torch.zeros(16), torch.ones(16)]))  # t = 0: sin 0, cos 0
+    # frequency i is 10000^(-i/16): first column is sin(t), last is sin(t * 10000^(-15/16))
+    assert emb[1, 0].item() == pytest.approx(math.sin(1.0), abs=1e-6)
+    assert emb[3, 15].item() == pytest.approx(math.sin(999 * 10000 ** (-15 / 16)), abs=1e-5)
+    assert torch.allclose(emb[:, :16] ** 2 + emb[:, 16:] ** 2, torch.ones(4, 16), atol=1e-6)
+    with pytest.raises(ValueError, match="even"):
+        sinusoidal_embedding(t, 7)
+
+
+@pytest.mark.parametrize("kind", ["unet", "mlp"])
+def test_class_conditioning_hook_and_null_label(kind, tiny_unet_config):
+    torch.manual_seed(0)
+    cfg = UNetConfig(**{**tiny_unet_config.__dict__, "num_classes": 10}) if kind == "unet" \
+        else MLPConfig(hidden=64, num_blocks=1, num_classes=10)
+    model = build_model(cfg)
+    assert model.null_label == 10
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x, t = torch.randn(3, 1, 28, 28), torch.tensor([5, 5, 5])
+    y = torch.tensor([1, 2, 10])
+    out = model(x, t, y)
+    assert out.shape == x.shape
+    # y omitted means "no label": the null-label path
+    assert torch.allclose(model(x, t), model(x, t, torch.full((3,), 10)))
+    assert not torch.allclose(model(x, t, torch.tensor([1, 1, 1])), model(x, t, torch.tensor([2, 2, 2])))
+    with pytest.raises(ValueError, match=r"integers in \[0, 10\]"):
+        model(x, t, torch.tensor([0, 11, 3]))
+
+
+def test_unconditional_model_rejects_labels(tiny_unet_config):
+    with pytest.raises(ValueError, match="unconditional"):
+        UNet(tiny_unet_config)(torch.zeros(1, 1, 28, 28), torch.tensor([0]), torch.tensor([3]))
+
+
+def test_wrong_inputs_give_clear_errors(tiny_unet_config):
+    model = UNet(tiny_unet_config)
+    t = torch.tensor([1, 2])
+    with pytest.raises(ValueError, match=r"\[B, 1, 28, 28\].*unsqueeze"):
+        model(torch.zeros(2, 28, 28), t)
+    with pytest.raises(ValueError, match=r"\[B, 1, 28, 28\]"):
+        model(torch.zeros(2, 3, 28, 28), t)
+    with pytest.raises(ValueError, match=r"\[B, 1, 28, 28\]"):
+        model(torch.zeros(2, 1, 32, 32), t)
+    with pytest.raises(TypeError, match="float tensor"):
+        model(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), t)
+    with pytest.raises(TypeError, match="integer steps"):
+        model(torch.zeros(2, 1, 28, 28), torch.tensor([0.5, 0.1]))
+    with pytest.raises(ValueError, match=r"shape \[2\]"):
+        model(torch.zeros(2, 1, 28, 28), torch.tensor([1, 2, 3]))
+
+
+def test_config_round_trip(tiny_unet_config):
+    for cfg in (tiny_unet_config, MLPConfig(hidden=64)):
+        assert config_from_dict(config_to_dict(cfg)) == cfg

@@ -1,0 +1,174 @@
+"""Samplers: one step equals diffusers' schedulers given the same inputs and noise, whole
+trajectories match, DDIM's step spacing is right, seeds reproduce, and bad requests fail clearly."""
+
+import pytest
+import torch
+
+from ddpm_lib import (ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step, make_schedule,
+                      predict_x0_from_eps)
+
+diffusers = pytest.importorskip("diffusers")
+
+
+class DummyEps(torch.nn.Module):
+    """A deterministic stand-in for a trained eps-model (depends on x and t)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.3))
+
+    def forward(self, x, t, y=None):
+        return self.w * x + 0.05 * torch.sin(t.float() / 100).view(-1, 1, 1, 1)
+
+
+def assert_close(ours, theirs, tol=1e-5):
+    """Within tol, relative to the output's scale: without clipping, x0 = x_t / sqrt(alpha_bar)
+    reaches ~100 near t = T, where diffusers' float32 cumprod and our float64-derived
+    coefficients differ in the 6th digit."""
+    scale = max(1.0, theirs.abs().max().item())
+    err = (ours - theirs).abs().max().item()
+    assert err <= tol * scale, f"max abs difference {err:.3g} at scale {scale:.3g}"
+
+
+def float64(ref):
+    """Run diffusers' own step code in float64: its float32 cumprod loses ~4 digits in
+    1 - alpha_bar at small t, which would otherwise dominate the comparison."""
+    ref.betas = ref.betas.double()
+    ref.alphas = 1.0 - ref.betas
+    ref.alphas_cumprod = torch.cumprod(ref.alphas, dim=0)
+    if hasattr(ref, "final_alpha_cumprod"):
+        ref.final_alpha_cumprod = ref.final_alpha_cumprod.double()
+    ref.one = torch.tensor(1.0, dtype=torch.float64)
+    return ref
+
+
+def _inputs(seed, shape=(4, 1, 28, 28)):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g), torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("variance,their_variance", [("beta_tilde", "fixed_small"), ("beta", "fixed_large")])
+@pytest.mark.parametrize("clip", [True, False])
+@pytest.mark.parametrize("t", [999, 500, 37, 1, 0])
+def test_ddpm_step_equals_diffusers(schedule, variance, their_variance, clip, t):
+    s = make_schedule(schedule=schedule)
+    ref = diffusers.DDPMScheduler(num_train_timesteps=1000, variance_type=their_variance, clip_sample=clip,
+                                  beta_schedule="linear" if schedule == "linear" else "squaredcos_cap_v2")
+    xt, eps, _ = _inputs(t)
+    xt = xt * 2  # exercise the clipping of x0
+    g = torch.Generator().manual_seed(7)
+    theirs = float64(ref).step(eps.double(), t, xt.double(), generator=g).prev_sample
+    noise = torch.randn(xt.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64).float()
+    ours = ddpm_step(s, eps, xt, t, noise=noise, variance=variance, clip_x0=clip)
+    assert_close(ours, theirs)
+
+
+def test_ddpm_step_adds_no_noise_at_the_last_step(linear_schedule):
+    xt, eps, noise = _inputs(0)
+    a = ddpm_step(linear_schedule, eps, xt, 0, noise=noise, clip_x0=False)
+    b = ddpm_step(linear_schedule, eps, xt, 0, noise=100 * noise, clip_x0=False)
+    assert torch.equal(a, b)
+    # at t = 0 the mean is exactly the x0 prediction (alpha_bar_{-1} = 1)
+    x0 = predict_x0_from_eps(linear_schedule, xt, 0, eps)
+    assert torch.allclose(a, x0, atol=1e-5)
+
+
+def test_ddpm_sampler_trajectory_equals_diffusers_loop(linear_schedule):
+    """The whole Algorithm 2 loop with the same generator draws the same images."""
+    model = DummyEps()
+    T = 1000
+    ref = diffusers.DDPMScheduler(num_train_timesteps=T, clip_sample=True)
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn((3, 1, 28, 28), generator=g)
+    with torch.no_grad():
+        for t in range(T - 1, -1, -1):
+            x = ref.step(model(x, torch.full((3,), t)), t, x, generator=g).prev_sample
+    ours = ddpm_sample(model, linear_schedule, 3, seed=11, progress=False)
+    assert_close(ours, x, 1e-4)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("clip", [True, False])
+@pytest.mark.parametrize("t,t_prev", [(980, 960), (500, 480), (20, 0), (10, -10)])
+def test_ddim_step_equals_diffusers(eta, clip, t, t_prev):
+    s = make_schedule()
+    ref = diffusers.DDIMScheduler(num_train_timesteps=1000, clip_sample=clip)
+    ref.set_timesteps(1000 // (t - t_prev))  # diffusers steps back by T // num_inference_steps
+    xt, eps, noise = _inputs(t)
+    xt = xt * 2
+    theirs = float64(ref).step(eps.double(), t, xt.double(), eta=eta, use_clipped_model_output=True,
+                               variance_noise=noise.double()).prev_sample
+    ours = ddim_step(s, eps, xt, t, max(t_prev, -1), eta=eta, noise=noise, clip_x0=clip)
+    assert_close(ours, theirs)
+
+
+def test_ddim_sampler_equals_diffusers_loop(linear_schedule):
+    model = DummyEps()
+    ref = diffusers.DDIMScheduler(num_train_timesteps=1000, clip_sample=True)
+    ref.set_timesteps(50)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn((3, 1, 28, 28), generator=g)
+    with torch.no_grad():
+        for t in ref.timesteps.tolist():
+            x = ref.step(model(x, torch.full((3,), t)), t, x, eta=0.0, use_clipped_model_output=True).prev_sample
+    ours = ddim_sample(model, linear_schedule, 3, timesteps=ref.timesteps.tolist(), seed=5, progress=False)
+    assert_close(ours, x, 1e-4)
+
+
+@pytest.mark.parametrize("T,k", [(1000, 1), (1000, 2), (1000, 10), (1000, 50), (1000, 333), (1000, 999),
+                                 (1000, 1000), (7, 3), (100, 99)])
+def test_ddim_timesteps_cover_T_minus_1_to_0_without_duplicates(T, k):
+    ts = ddim_timesteps(T, k)
+    assert len(ts) == k == len(set(ts))
+    assert ts[0] == T - 1 and (k == 1 or ts[-1] == 0)
+    assert all(a > b for a, b in zip(ts, ts[1:]))
+    gaps = [a - b for a, b in zip(ts, ts[1:])]
+    assert not gaps or max(gaps) - min(gaps) <= 1  # evenly spread
+
+
+def test_ddim_with_eta_1_and_all_steps_is_ddpm_with_beta_tilde(linear_schedule):
+    """Song et al. Eq. 16: eta = 1 makes sigma_t^2 = beta_tilde_t, i.e. the DDPM step."""
+    for t in (999, 400, 3, 1):
+        xt, eps, noise = _inputs(t)
+        a = ddim_step(linear_schedule, eps, xt, t, t - 1, eta=1.0, noise=noise, clip_x0=False)
+        b = ddpm_step(linear_schedule, eps, xt, t, noise=noise, variance="beta_tilde", clip_x0=False)
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_samplers_are_reproducible_and_leave_the_model_as_it_was(linear_schedule):
+    model = DummyEps().train()
+    a = ddim_sample(model, linear_schedule, 2, steps=10, seed=3, progress=False)
+    b = ddim_sample(model, linear_schedule, 2, steps=10, seed=3, progress=False)
+    c = ddim_sample(model, linear_schedule, 2, steps=10, seed=4, progress=False)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert model.training
+    small = make_schedule(T=50)
+    d = ddpm_sample(model, small, 2, seed=3, progress=False)
+    e = ddpm_sample(model, small, 2, generator=torch.Generator().manual_seed(3), progress=False)
+    assert torch.equal(d, e) and d.shape == (2, 1, 28, 28) and not d.requires_grad
+
+
+def test_trajectory_records_chosen_steps():
+    model, s = DummyEps(), make_schedule(T=50)
+    x, traj = ddpm_sample(model, s, 2, seed=0, trajectory_at=[49, 25, 0], progress=False)
+    assert sorted(traj) == [0, 25, 49]
+    assert traj[49].std() > 0.8  # x_T is pure noise
+    x2, traj2 = ddim_sample(model, s, 2, steps=5, seed=0, trajectory_at=[49], progress=False)
+    assert torch.equal(traj2[49], traj[49])  # same seed, same starting noise
+    with pytest.raises(ValueError, match="never visits"):
+        ddim_sample(model, s, 2, steps=5, seed=0, trajectory_at=[48], progress=False)
+
+
+def test_bad_sampler_requests_give_clear_errors(linear_schedule):
+    model = DummyEps()
+    with pytest.raises(ValueError, match="exceeds the model's T=1000"):
+        ddim_sample(model, linear_schedule, 1, steps=1001, progress=False)
+    with pytest.raises(ValueError, match="positive integer"):
+        ddim_sample(model, linear_schedule, 1, steps=0, progress=False)
+    with pytest.raises(ValueError, match="variance must be"):
+        ddpm_sample(model, linear_schedule, 1, variance="learned", progress=False)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        ddpm_sample(model, linear_schedule, 0, progress=False)
+    with pytest.raises(ValueError, match="eta must be >= 0"):
+        ddim_sample(model, linear_schedule, 1, steps=5, eta=-1, progress=False)

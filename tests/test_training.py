@@ -1,0 +1,158 @@
+"""Training: a tiny real run lowers the loss, checkpoints round-trip and resume bit-exactly on
+CPU, a non-finite loss stops cleanly, and failed writes never damage the last checkpoint."""
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from ddpm_lib import (EMA, CheckpointError, DiffusionConfig, NonFiniteLossError, TrainConfig, Trainer, UNet,
+                      UNetConfig, load_checkpoint, load_mnist, load_model, save_checkpoint)
+
+DIFF = DiffusionConfig(T=200)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_mnist(train=False, subset=512, seed=0)
+
+
+def _trainer(cfg, out_dir=None, **train):
+    torch.manual_seed(0)
+    return Trainer(UNet(cfg), DIFF, TrainConfig.quick(**train), out_dir=out_dir, device="cpu")
+
+
+def test_tiny_training_run_lowers_the_loss(tiny_unet_config, digits):
+    trainer = _trainer(tiny_unet_config, steps=80, batch_size=32, lr=2e-3)
+    history = trainer.fit(digits, progress=False)
+    assert len(history) == 80 and trainer.step == 80
+    first, last = sum(history[:10]) / 10, sum(history[-10:]) / 10
+    assert last < 0.75 * first, (first, last)
+
+
+def test_ema_is_the_exponential_average():
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = EMA(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for step in range(1000, 1003):  # warm-up over: d = 0.9
+        ema.update(model, step)
+    assert ema.model.weight.item() == pytest.approx(1 - 0.9 ** 3)
+    assert not ema.model.weight.requires_grad
+
+
+def test_checkpoint_round_trip(tiny_unet_config, digits, tmp_path):
+    trainer = _trainer(tiny_unet_config, tmp_path, steps=5)
+    trainer.fit(digits, progress=False)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["step"] == 5 and len(state["history"]) == 5
+    assert set(state) >= {"model", "ema", "optimizer", "rng", "model_config", "diffusion_config", "train_config"}
+    model, schedule = load_model(tmp_path / "checkpoint.pt", device="cpu")
+    assert schedule.T == 200 and not model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, trainer.ema.model.state_dict()[k])
+    raw, _ = load_model(tmp_path / "checkpoint.pt", ema=False, device="cpu")
+    assert torch.equal(next(raw.parameters()), next(trainer.model.parameters()))
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_unet_config, digits, tmp_path):
+    # 512 images / batch 32 = 16 batches per epoch: 24 steps cross an epoch boundary
+    straight = _trainer(tiny_unet_config, steps=24)
+    straight.fit(digits, progress=False)
+
+    first = _trainer(tiny_unet_config, tmp_path, steps=10)
+    first.fit(digits, progress=False)
+    resumed = Trainer.from_checkpoint(tmp_path / "checkpoint.pt", device="cpu", steps=24)
+    assert resumed.step == 10
+    resumed.fit(digits, progress=False)
+
+    assert resumed.history == straight.history
+    for a, b in zip(resumed.model.parameters(), straight.model.parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(resumed.ema.model.parameters(), straight.ema.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_unet_config, digits, tmp_path):
+    trainer = _trainer(tiny_unet_config, tmp_path, steps=6, checkpoint_every=3)
+    trainer.fit(digits, progress=False)
+    good = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.config.steps = 12
+    bad = digits.tensors[0].clone()
+    bad[:] = float("nan")
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at step 6.*last good checkpoint"):
+        trainer.fit(TensorDataset(bad, digits.tensors[1]), progress=False)
+    assert trainer.step == 6  # no update from the bad batch
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(v, good[k])
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["step"] == 6
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"format": "x", "value": torch.ones(3)}, path)
+    before = path.read_bytes()
+
+    def disk_full(obj, f, *a, **k):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(CheckpointError, match="No space left.*previous checkpoint there.*intact"):
+        save_checkpoint({"format": "y"}, path)
+    assert path.read_bytes() == before
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_unwritable_folder_is_reported(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CheckpointError, match="cannot write a checkpoint"):
+        save_checkpoint({"format": "x"}, blocker / "sub" / "checkpoint.pt")
+
+
+def test_bad_checkpoint_files_are_refused(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00not a checkpoint" * 10)
+    with pytest.raises(CheckpointError, match="not a readable ddpm_lib checkpoint"):
+        load_checkpoint(junk)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.ones(2)}, foreign)
+    with pytest.raises(CheckpointError, match="format tag"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (Path.touch, (Path(_Evil.marker),))
+
+
+def test_malicious_pickle_does_not_run(tmp_path):
+    _Evil.marker = str(tmp_path / "pwned")
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "ddpm_lib.checkpoint/1", "payload": _Evil()}, evil, pickle_module=pickle)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(evil)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_config_mismatch_is_named(tiny_unet_config, digits, tmp_path):
+    trainer = _trainer(tiny_unet_config, tmp_path, steps=2)
+    trainer.fit(digits, progress=False)
+    other = Trainer(UNet(UNetConfig(**{**tiny_unet_config.__dict__, "base_channels": 16})),
+                    DiffusionConfig(T=1000, schedule="cosine"), TrainConfig.quick(), device="cpu")
+    with pytest.raises(CheckpointError, match=r"diffusion.T: checkpoint 200 vs now 1000.*schedule.*base_channels"):
+        other.load_state(tmp_path / "checkpoint.pt")
+
+
+def test_images_outside_minus_one_one_are_refused(tiny_unet_config):
+    trainer = _trainer(tiny_unet_config, steps=1)
+    pixels = torch.randint(0, 256, (64, 1, 28, 28)).float()
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        trainer.fit(TensorDataset(pixels, torch.zeros(64, dtype=torch.long)), progress=False)
