@@ -1,4 +1,4 @@
-"""Command line: ``python -m ddpm_lib [train|sample] ...``; with no command, a short demo
+"""Command line: ``python -m ddpm_lib [train|sample|export] ...``; with no command, a short demo
 that trains a small U-Net for a few minutes and writes ``runs/demo/samples.png``."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import torch
 
-from .checkpoints import CheckpointError, load_model
+from .checkpoints import CheckpointError, export_pretrained, load_model
 from .config import DiffusionConfig, MLPConfig, TrainConfig, UNetConfig, get_device, seed_everything
 from .data import MNISTDataError, load_mnist
 from .models import build_model, count_parameters
@@ -21,12 +21,19 @@ from .samplers import ddim_sample, ddpm_sample
 from .training import NonFiniteLossError, Trainer
 
 
-def _sample_and_save(model, schedule, out: Path, n: int, sampler: str, steps: int, seed: int) -> Path:
+def _sample_and_save(model, schedule, out: Path, n: int, sampler: str, steps: int, seed: int,
+                     digit: Optional[int] = None, guidance: float = 0.0) -> Path:
     t0 = time.perf_counter()
-    if sampler == "ddpm":
-        x = ddpm_sample(model, schedule, n, seed=seed)
+    if digit is not None and not 0 <= digit <= 9:
+        raise ValueError(f"--digit must be 0..9, got {digit}")
+    if getattr(model, "null_label", None) is not None and digit is None:
+        y = torch.arange(n) % 10  # a conditional model without --digit: every digit in turn
     else:
-        x = ddim_sample(model, schedule, n, steps=steps, seed=seed)
+        y = None if digit is None else torch.full((n,), digit)
+    if sampler == "ddpm":
+        x = ddpm_sample(model, schedule, n, seed=seed, y=y, guidance=guidance)
+    else:
+        x = ddim_sample(model, schedule, n, steps=steps, seed=seed, y=y, guidance=guidance)
     out.mkdir(parents=True, exist_ok=True)
     save_grid(x, str(out / "samples.png"), nrow=max(1, int(n ** 0.5)))
     torch.save(x.cpu(), out / "samples.pt")
@@ -52,14 +59,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer = Trainer.from_checkpoint(ckpt, out_dir=out, device=device, **overrides)
         print(f"resuming {ckpt} at step {trainer.step}")
     else:
-        if args.model == "unet":
-            model_cfg = UNetConfig(base_channels=args.base_channels)
-        else:
+        if args.model == "mlp":
             model_cfg = MLPConfig()
+        else:
+            model_cfg = UNetConfig(base_channels=args.base_channels,
+                                   num_classes=10 if args.model == "cond-unet" else None)
         steps = args.steps if args.steps is not None else (None if args.minutes else 10_000)
         config = TrainConfig(steps=steps,
                              max_minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
-                             seed=args.seed)
+                             checkpoint_every=args.checkpoint_every, seed=args.seed)
         trainer = Trainer(build_model(model_cfg), DiffusionConfig(T=args.T, schedule=args.schedule),
                           config, out_dir=out, device=device)
     print(f"training a {count_parameters(trainer.model) / 1e6:.2f}M-parameter {args.model} on "
@@ -79,7 +87,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     model, schedule = load_model(args.checkpoint, ema=not args.raw, device=get_device(args.device))
-    _sample_and_save(model, schedule, Path(args.out), args.n, args.sampler, args.steps, args.seed)
+    _sample_and_save(model, schedule, Path(args.out), args.n, args.sampler, args.steps, args.seed,
+                     args.digit, args.guidance)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    path = export_pretrained(args.checkpoint, args.out, note=args.note)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, EMA weights in float16)")
     return 0
 
 
@@ -88,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
 
     t = sub.add_parser("train", help="train a noise predictor on MNIST, write checkpoints and samples")
-    t.add_argument("--model", choices=["unet", "mlp"], default="unet")
+    t.add_argument("--model", choices=["unet", "cond-unet", "mlp"], default="unet",
+                   help="cond-unet: class-conditional U-Net trained with label dropout (for guidance)")
     t.add_argument("--out", default="runs/unet", help="output folder (checkpoint.pt, samples.png)")
     t.add_argument("--schedule", choices=["linear", "cosine"], default="linear")
     t.add_argument("--T", type=int, default=1000, help="diffusion steps")
@@ -99,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--base-channels", type=int, default=32, help="U-Net width at 28x28")
     t.add_argument("--subset", type=int, default=None, help="train on n random images")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
     t.add_argument("--resume", nargs="?", const="auto", default=None,
                    help="resume from OUT/checkpoint.pt (or the path given)")
     t.add_argument("--n-samples", type=int, default=64, help="images to sample at the end (0: none)")
@@ -113,9 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
     s.add_argument("--steps", type=int, default=50, help="DDIM steps")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--digit", type=int, default=None, help="generate this digit (class-conditional models)")
+    s.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight w")
     s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     s.add_argument("--device", default=None)
     s.set_defaults(func=cmd_sample)
+
+    e = sub.add_parser("export", help="write a small sampling-only copy of a checkpoint (EMA, float16)")
+    e.add_argument("checkpoint")
+    e.add_argument("out")
+    e.add_argument("--note", default="", help="free text stored with the weights (e.g. how they were trained)")
+    e.set_defaults(func=cmd_export)
     return p
 
 

@@ -47,6 +47,9 @@ def save_checkpoint(state: Dict[str, Any], path: PathLike) -> Path:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
@@ -92,6 +95,28 @@ def check_compatible(state: Dict[str, Any], model_config: Any, diffusion: Diffus
         raise CheckpointError("checkpoint does not match this setup: " + "; ".join(diffs)
                               + ". Build the model from the checkpoint (load_model / Trainer.from_checkpoint) "
                                 "or train a new one")
+
+
+def export_pretrained(checkpoint: PathLike, out: PathLike, *, dtype: torch.dtype = torch.float16,
+                      note: str = "") -> Path:
+    """Write a small sampling-only checkpoint: the EMA weights (stored as ``dtype``, float16 by
+    default: half the size, no visible change in samples), the configs, the step count and
+    the loss history. :func:`load_model` reads it like any checkpoint."""
+    state = load_checkpoint(checkpoint)
+    weights = state.get("ema") or state["model"]
+    small = {
+        "format": FORMAT,
+        "model_config": state["model_config"],
+        "diffusion_config": state["diffusion_config"],
+        "train_config": state.get("train_config", {}),
+        "model": {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()},
+        "ema": None,
+        "step": state["step"],
+        "history": state.get("history", torch.zeros(0)),
+        "elapsed_s": state.get("elapsed_s", 0.0),
+        "note": note,
+    }
+    return save_checkpoint(small, out)
 
 
 def load_model(path: PathLike, *, ema: bool = True, device: Union[str, torch.device, None] = None

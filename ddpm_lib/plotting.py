@@ -50,6 +50,8 @@ def show_strip(frames: Mapping[int, Tensor], title: Optional[str] = None, label:
     (in [-1, 1]), e.g. a denoising or noising trajectory. Columns are drawn in the mapping's
     order."""
     steps = list(frames)
+    if not steps:
+        raise ValueError("frames is empty: pass {t: images} for at least one step")
     n = frames[steps[0]].shape[0]
     fig, axes = plt.subplots(n, len(steps), figsize=(scale * len(steps), scale * n + 0.3), squeeze=False)
     for j, t in enumerate(steps):

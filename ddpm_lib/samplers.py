@@ -121,22 +121,53 @@ def _model_device(model: torch.nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
-def _eps_fn(model: torch.nn.Module, y: Optional[Tensor]) -> EpsFn:
-    """eps_theta(x_t, t) as a function, with the labels bound if given."""
+def guided_eps(model: torch.nn.Module, y: Tensor, w: float) -> EpsFn:
+    """Classifier-free guidance (Ho & Salimans 2022, Eq. 6):
+    eps_hat = (1 + w) * eps_theta(x_t, t, c) - w * eps_theta(x_t, t, null),
+    for a model trained with label dropout. w = 0 is the plain conditional model."""
+    null = getattr(model, "null_label", None)
+    if null is None:
+        raise ValueError("labels/guidance need a class-conditional model: build it with "
+                         "UNetConfig(num_classes=10) and train it with labels")
+    if w < 0:
+        raise ValueError(f"guidance weight w must be >= 0, got {w}")
+
+    def eps(x: Tensor, t: Tensor) -> Tensor:
+        if w == 0:
+            return model(x, t, y)
+        both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, null)]))
+        cond, uncond = both.chunk(2)
+        return (1 + w) * cond - w * uncond
+    return eps
+
+
+def _eps_fn(model: torch.nn.Module, y: Optional[Tensor], guidance: float, n: int,
+            device: torch.device) -> EpsFn:
+    """eps_theta(x_t, t) as a function: unconditional, or guided towards labels y."""
     if y is None:
+        if guidance:
+            raise ValueError("guidance needs labels y (which digit to generate)")
         return lambda x, t: model(x, t)
-    return lambda x, t: model(x, t, y)
+    y = torch.as_tensor(y, device=device).long()
+    if y.ndim == 0:
+        y = y.expand(n)
+    if y.shape != (n,):
+        raise ValueError(f"y must hold one label per sample, shape [{n}], got {list(y.shape)}")
+    return guided_eps(model, y, guidance)
 
 
-def _start(n: int, shape: Sequence[int], generator: Optional[torch.Generator],
-           seed: Optional[int]) -> torch.Generator:
+def _start(n: int, generator: Optional[torch.Generator], seed: Optional[int]) -> torch.Generator:
+    """The sampler's noise source: the given generator, a CPU one seeded with ``seed``, or
+    (neither given) one seeded from torch's global RNG."""
     if n < 1:
         raise ValueError(f"n must be >= 1 (number of images to sample), got {n}")
     if generator is not None and seed is not None:
         raise ValueError("pass either generator or seed, not both")
-    return generator if generator is not None else \
-        (torch.Generator().manual_seed(seed) if seed is not None else torch.Generator().manual_seed(
-            int(torch.randint(0, 2**62, (1,)))))
+    if generator is not None:
+        return generator
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)))
+    return torch.Generator().manual_seed(seed)
 
 
 def _randn(shape: Sequence[int], generator: torch.Generator, device: torch.device) -> Tensor:
@@ -156,20 +187,22 @@ def _check_trajectory(trajectory_at: Optional[Iterable[int]], path: Sequence[int
 def ddpm_sample(model: torch.nn.Module, schedule: Schedule, n: int, *,
                 image_shape: Sequence[int] = (1, 28, 28), y: Optional[Tensor] = None,
                 generator: Optional[torch.Generator] = None, seed: Optional[int] = None,
-                variance: str = "beta_tilde", clip_x0: bool = True,
+                guidance: float = 0.0, variance: str = "beta_tilde", clip_x0: bool = True,
                 trajectory_at: Optional[Iterable[int]] = None, progress: bool = True,
                 eps_fn: Optional[EpsFn] = None) -> SampleResult:
     """Ancestral sampling, Algorithm 2: x_T ~ N(0, I), then :func:`ddpm_step` for
     t = T-1 .. 0 (code indices). Returns images in about [-1, 1], shape [n, *image_shape].
 
-    With ``trajectory_at`` (steps t), returns ``(x_0, {t: x_t})`` where x_t is the image
-    entering step t. ``eps_fn`` overrides the model call (e.g. for guidance)."""
-    gen = _start(n, image_shape, generator, seed)
+    ``y`` (labels, or one int for all) conditions a class-conditional model, with
+    classifier-free ``guidance`` weight w (:func:`guided_eps`). With ``trajectory_at``
+    (steps t), returns ``(x_0, {t: x_t})`` where x_t is the image entering step t.
+    ``eps_fn(x_t, t)`` replaces the model call altogether."""
+    gen = _start(n, generator, seed)
     device = _model_device(model)
     schedule = schedule.to(device)
     path = list(range(schedule.T - 1, -1, -1))
     wanted = _check_trajectory(trajectory_at, path)
-    eps_fn = eps_fn or _eps_fn(model, y)
+    eps_fn = eps_fn or _eps_fn(model, y, guidance, n, device)
     was_training = model.training
     model.eval()
     x = _randn((n, *image_shape), gen, device)
@@ -191,24 +224,26 @@ def ddpm_sample(model: torch.nn.Module, schedule: Schedule, n: int, *,
 def ddim_sample(model: torch.nn.Module, schedule: Schedule, n: int, *, steps: int = 50,
                 eta: float = 0.0, timesteps: Optional[Sequence[int]] = None,
                 image_shape: Sequence[int] = (1, 28, 28), y: Optional[Tensor] = None,
-                generator: Optional[torch.Generator] = None, seed: Optional[int] = None,
-                clip_x0: bool = True, x_T: Optional[Tensor] = None,
+                guidance: float = 0.0, generator: Optional[torch.Generator] = None,
+                seed: Optional[int] = None, clip_x0: bool = True, x_T: Optional[Tensor] = None,
                 trajectory_at: Optional[Iterable[int]] = None, progress: bool = True,
                 eps_fn: Optional[EpsFn] = None) -> SampleResult:
     """DDIM sampling (Song et al. 2021) over ``steps`` steps spread by :func:`ddim_timesteps`
     (or an explicit decreasing ``timesteps`` list), with :func:`ddim_step` between consecutive
     steps and a final step to t_prev = -1. ``x_T`` fixes the starting noise (e.g. for
     interpolation). Returns like :func:`ddpm_sample`."""
-    gen = _start(n, image_shape, generator, seed)
+    gen = _start(n, generator, seed)
     device = _model_device(model)
     schedule = schedule.to(device)
     path = list(timesteps) if timesteps is not None else ddim_timesteps(schedule.T, steps)
     if any(b >= a for a, b in zip(path, path[1:])) or not 0 <= path[-1] <= path[0] < schedule.T:
         raise ValueError(f"timesteps must be strictly decreasing within [0, {schedule.T}), got {path[:5]}...")
     wanted = _check_trajectory(trajectory_at, path)
-    eps_fn = eps_fn or _eps_fn(model, y)
+    eps_fn = eps_fn or _eps_fn(model, y, guidance, n, device)
     was_training = model.training
     model.eval()
+    if x_T is not None and tuple(x_T.shape) != (n, *image_shape):
+        raise ValueError(f"x_T must have shape {[n, *image_shape]}, got {list(x_T.shape)}")
     x = _randn((n, *image_shape), gen, device) if x_T is None else x_T.to(device)
     trajectory: Dict[int, Tensor] = {}
     try:

@@ -172,3 +172,42 @@ def test_bad_sampler_requests_give_clear_errors(linear_schedule):
         ddpm_sample(model, linear_schedule, 0, progress=False)
     with pytest.raises(ValueError, match="eta must be >= 0"):
         ddim_sample(model, linear_schedule, 1, steps=5, eta=-1, progress=False)
+
+
+class DummyConditional(torch.nn.Module):
+    """eps depends on the label; label 10 is the null label."""
+
+    null_label = 10
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.2))
+
+    def forward(self, x, t, y=None):
+        y = torch.full((x.shape[0],), 10) if y is None else y
+        return self.w * x + 0.01 * y.float().view(-1, 1, 1, 1)
+
+
+def test_guidance_with_w_0_is_the_conditional_model_and_w_mixes_as_eq_6():
+    from ddpm_lib import guided_eps
+
+    model = DummyConditional()
+    x, t, y = torch.randn(3, 1, 28, 28), torch.tensor([5, 5, 5]), torch.tensor([1, 4, 7])
+    assert torch.equal(guided_eps(model, y, 0.0)(x, t), model(x, t, y))
+    w = 2.0
+    expected = (1 + w) * model(x, t, y) - w * model(x, t, torch.full((3,), 10))
+    assert torch.allclose(guided_eps(model, y, w)(x, t), expected)
+    s = make_schedule(T=20)
+    a = ddim_sample(model, s, 3, steps=5, y=y, guidance=0.0, seed=0, progress=False)
+    b = ddim_sample(model, s, 3, steps=5, y=y, seed=0, progress=False)
+    c = ddpm_sample(model, s, 3, y=y, guidance=3.0, seed=0, progress=False)
+    assert torch.equal(a, b) and c.shape == (3, 1, 28, 28)
+
+
+def test_guidance_needs_a_conditional_model_and_labels(linear_schedule):
+    with pytest.raises(ValueError, match="class-conditional"):
+        ddim_sample(DummyEps(), linear_schedule, 2, steps=2, y=torch.tensor([1, 2]), progress=False)
+    with pytest.raises(ValueError, match="needs labels"):
+        ddim_sample(DummyConditional(), linear_schedule, 2, steps=2, guidance=1.0, progress=False)
+    with pytest.raises(ValueError, match="one label per sample"):
+        ddim_sample(DummyConditional(), linear_schedule, 2, steps=2, y=torch.tensor([1, 2, 3]), progress=False)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from ddpm_lib import (EMA, CheckpointError, DiffusionConfig, NonFiniteLossError, TrainConfig, Trainer, UNet,
+from ddpm_lib import (EMA, CheckpointError, export_pretrained, DiffusionConfig, NonFiniteLossError, TrainConfig, Trainer, UNet,
                       UNetConfig, load_checkpoint, load_mnist, load_model, save_checkpoint)
 
 DIFF = DiffusionConfig(T=200)
@@ -56,6 +56,15 @@ def test_checkpoint_round_trip(tiny_unet_config, digits, tmp_path):
         assert torch.equal(v, trainer.ema.model.state_dict()[k])
     raw, _ = load_model(tmp_path / "checkpoint.pt", ema=False, device="cpu")
     assert torch.equal(next(raw.parameters()), next(trainer.model.parameters()))
+
+    # the small sampling-only export: EMA weights in float16, loaded back as float32
+    small = export_pretrained(tmp_path / "checkpoint.pt", tmp_path / "small.pt")
+    assert small.stat().st_size < 0.4 * (tmp_path / "checkpoint.pt").stat().st_size
+    light, _ = load_model(small, device="cpu")
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([10, 900])
+    with torch.no_grad():
+        assert next(light.parameters()).dtype == torch.float32
+        assert torch.allclose(light(x, t), model(x, t), atol=1e-2)
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_unet_config, digits, tmp_path):
