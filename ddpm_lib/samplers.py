@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .diffusion import gather, predict_eps_from_x0, predict_x0_from_eps
+from .models import model_device
 from .schedules import Schedule
 
 Tensor = torch.Tensor
@@ -114,12 +115,6 @@ def ddim_step(schedule: Schedule, eps: Tensor, xt: Tensor, t: int, t_prev: int, 
     return x_prev
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
 
 def guided_eps(model: torch.nn.Module, y: Tensor, w: float) -> EpsFn:
     """Classifier-free guidance (Ho & Salimans 2022, Eq. 6):
@@ -198,7 +193,7 @@ def ddpm_sample(model: torch.nn.Module, schedule: Schedule, n: int, *,
     (steps t), returns ``(x_0, {t: x_t})`` where x_t is the image entering step t.
     ``eps_fn(x_t, t)`` replaces the model call altogether."""
     gen = _start(n, generator, seed)
-    device = _model_device(model)
+    device = model_device(model)
     schedule = schedule.to(device)
     path = list(range(schedule.T - 1, -1, -1))
     wanted = _check_trajectory(trajectory_at, path)
@@ -233,7 +228,7 @@ def ddim_sample(model: torch.nn.Module, schedule: Schedule, n: int, *, steps: in
     steps and a final step to t_prev = -1. ``x_T`` fixes the starting noise (e.g. for
     interpolation). Returns like :func:`ddpm_sample`."""
     gen = _start(n, generator, seed)
-    device = _model_device(model)
+    device = model_device(model)
     schedule = schedule.to(device)
     path = list(timesteps) if timesteps is not None else ddim_timesteps(schedule.T, steps)
     if any(b >= a for a, b in zip(path, path[1:])) or not 0 <= path[-1] <= path[0] < schedule.T:

@@ -67,6 +67,7 @@ class Trainer:
         self.diffusion = diffusion or DiffusionConfig()
         self.device = torch.device(device) if device is not None else get_device()
         self.model = model.to(self.device)
+        self.model.num_timesteps = self.diffusion.T  # lets the model refuse t >= T itself
         self.schedule = make_schedule(self.diffusion).to(self.device)
         self.ema = EMA(self.model, self.config.ema_decay)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr,
@@ -190,6 +191,8 @@ class Trainer:
         per-step loss history. Ctrl-C saves a checkpoint (with ``out_dir``) and returns."""
         cfg = self.config
         images, labels = data.tensors[0], data.tensors[1] if len(data.tensors) > 1 else None
+        if images.is_floating_point() and not torch.isfinite(images).all():
+            raise ValueError("the training images contain NaN or inf; reload them with load_mnist()")
         if images.is_floating_point() and images.numel() and (images.min() < -1.001 or images.max() > 1.001):
             raise ValueError(f"images must be scaled to [-1, 1], got range [{images.min():.3g}, "
                              f"{images.max():.3g}]; use load_mnist() or x / 127.5 - 1")

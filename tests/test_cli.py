@@ -97,3 +97,23 @@ def test_conditional_model_samples_a_chosen_digit(tmp_path):
     assert r.returncode == 0, r.stderr
     r = run("sample", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(out), "--digit", "12")
     assert r.returncode == 1 and "--digit must be 0..9" in r.stderr
+
+
+def test_evaluate_prints_one_json_line_of_metrics(tmp_path):
+    import json
+
+    from ddpm_lib.data import default_data_root
+
+    ckpt = default_data_root() / "pretrained" / "unet_mnist.pt"
+    r = run("evaluate", "--checkpoint", str(ckpt), "--n", "24", "--steps", "5", "--bpd-images", "4",
+            "--t-samples", "4", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert result["n"] == 24 and result["steps"] == 5 and len(result["histogram"]) == 10
+    assert sum(result["histogram"]) == 24
+    assert result["fid"] > 0 and result["fid_floor"] > 0 and 0 <= result["confident_share"] <= 1
+    assert 0 < result["bits_per_dim"] < 8 and set(result["bits_per_dim_terms"]) >= {"L_T", "L_0"}
+    r = run("evaluate", "--checkpoint", str(tmp_path / "none.pt"))
+    assert r.returncode == 1 and r.stderr.startswith("error:") and "Traceback" not in r.stderr

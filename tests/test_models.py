@@ -111,6 +111,27 @@ def test_wrong_inputs_give_clear_errors(tiny_unet_config):
         model(torch.zeros(2, 1, 28, 28), torch.tensor([0.5, 0.1]))
     with pytest.raises(ValueError, match=r"shape \[2\]"):
         model(torch.zeros(2, 1, 28, 28), torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match=r">= 0"):
+        model(torch.zeros(2, 1, 28, 28), torch.tensor([-1, 2]))
+    with pytest.raises(ValueError, match=r"x / 127.5 - 1"):  # pixels 0..255 passed unscaled
+        model(torch.full((2, 1, 28, 28), 255.0), t)
+    with pytest.raises(ValueError, match="NaN"):
+        model(torch.full((2, 1, 28, 28), float("nan")), t)
+
+
+@pytest.mark.parametrize("kind", ["unet", "mlp"])
+def test_a_model_trained_for_T_steps_refuses_t_at_or_beyond_T(kind, tiny_unet_config, tmp_path):
+    from ddpm_lib import DiffusionConfig, MLPConfig, Trainer, TrainConfig, build_model, load_mnist, load_model
+
+    cfg = tiny_unet_config if kind == "unet" else MLPConfig(hidden=64, num_blocks=1)
+    trainer = Trainer(build_model(cfg), DiffusionConfig(T=50), TrainConfig(steps=1, batch_size=8),
+                      out_dir=tmp_path, device="cpu")
+    trainer.fit(load_mnist(subset=16), progress=False)
+    for model in (trainer.model, trainer.ema.model, load_model(trainer.checkpoint_path, device="cpu")[0]):
+        assert model.num_timesteps == 50
+        model(torch.zeros(2, 1, 28, 28), torch.tensor([0, 49]))  # the valid range works
+        with pytest.raises(ValueError, match=r"\[0, 50\).*trained with T = 50"):
+            model(torch.zeros(2, 1, 28, 28), torch.tensor([0, 50]))
 
 
 def test_config_round_trip(tiny_unet_config):

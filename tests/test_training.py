@@ -61,7 +61,7 @@ def test_checkpoint_round_trip(tiny_unet_config, digits, tmp_path):
     small = export_pretrained(tmp_path / "checkpoint.pt", tmp_path / "small.pt")
     assert small.stat().st_size < 0.4 * (tmp_path / "checkpoint.pt").stat().st_size
     light, _ = load_model(small, device="cpu")
-    x, t = torch.randn(2, 1, 28, 28), torch.tensor([10, 900])
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([10, 190])
     with torch.no_grad():
         assert next(light.parameters()).dtype == torch.float32
         assert torch.allclose(light(x, t), model(x, t), atol=1e-2)
@@ -85,15 +85,48 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_unet_config, di
         assert torch.equal(a, b)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_unet_config, digits, tmp_path):
+def test_keyboard_interrupt_mid_epoch_saves_and_resumes_exactly(tiny_unet_config, digits, tmp_path, monkeypatch):
+    """Ctrl-C (KeyboardInterrupt) at step 13, between checkpoints and mid-epoch: fit() saves,
+    returns, and a fresh trainer resumed from that file ends exactly like a straight run."""
+    straight = _trainer(tiny_unet_config, steps=24)
+    straight.fit(digits, progress=False)
+
+    trainer = _trainer(tiny_unet_config, tmp_path, steps=24, checkpoint_every=5)
+    real_step = Trainer.train_step
+
+    def interrupted_step(self, x0, y=None):
+        if self.step == 13:
+            raise KeyboardInterrupt
+        return real_step(self, x0, y)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted_step)
+    trainer.fit(digits, progress=False)  # returns instead of raising
+    assert trainer.interrupted and trainer.step == 13
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 13  # nothing lost
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+
+    resumed = Trainer.from_checkpoint(tmp_path / "checkpoint.pt", device="cpu")
+    resumed.fit(digits, progress=False)
+    assert resumed.step == 24 and not resumed.interrupted
+    assert resumed.history == straight.history
+    for a, b in zip(resumed.model.parameters(), straight.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_unet_config, digits, tmp_path, monkeypatch):
     trainer = _trainer(tiny_unet_config, tmp_path, steps=6, checkpoint_every=3)
     trainer.fit(digits, progress=False)
     good = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.config.steps = 12
     bad = digits.tensors[0].clone()
     bad[:] = float("nan")
-    with pytest.raises(NonFiniteLossError, match=r"loss became nan at step 6.*last good checkpoint"):
+    with pytest.raises(ValueError, match="NaN or inf"):  # bad data is refused before any step
         trainer.fit(TensorDataset(bad, digits.tensors[1]), progress=False)
+    import ddpm_lib.training as training  # a loss that blows up mid-run (e.g. too high a lr)
+
+    monkeypatch.setattr(training, "simple_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at step 6.*last good checkpoint"):
+        trainer.fit(digits, progress=False)
     assert trainer.step == 6  # no update from the bad batch
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(v, good[k])

@@ -48,3 +48,10 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 __all__ = ["TimeEmbedding", "sinusoidal_embedding", "MLPNoisePredictor", "UNet", "build_model",
            "config_to_dict", "config_from_dict", "count_parameters"]
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device a model's weights (or buffers) live on; CPU for a model with neither."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")

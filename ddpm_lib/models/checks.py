@@ -3,14 +3,22 @@ instead of deep inside a convolution."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 Tensor = torch.Tensor
 
 
-def check_model_input(x: Tensor, t: Tensor, *, channels: int, size: int) -> None:
-    """Raise a clear error unless x is a float [B, channels, size, size] batch and t a
-    [B] tensor of integer steps."""
+# x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps stays within a few units for x_0 in
+# [-1, 1]; values far beyond mean unscaled pixels (0..255) were passed in.
+MAX_ABS_INPUT = 20.0
+
+
+def check_model_input(x: Tensor, t: Tensor, *, channels: int, size: int,
+                      T: Optional[int] = None) -> None:
+    """Raise a clear error unless x is a finite float [B, channels, size, size] batch of
+    plausible x_t values and t a [B] tensor of integer steps (in [0, T) when T is known)."""
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise TypeError(f"x must be a float tensor, got {getattr(x, 'dtype', type(x).__name__)}; "
                         "convert images with x.float() / 127.5 - 1")
@@ -24,3 +32,14 @@ def check_model_input(x: Tensor, t: Tensor, *, channels: int, size: int) -> None
         raise ValueError(f"t must have shape [{x.shape[0]}] (one step per image), got {list(t.shape)}")
     if t.numel() and int(t.min()) < 0:
         raise ValueError(f"t must be >= 0, got min {int(t.min())}")
+    if T is not None and t.numel() and int(t.max()) >= T:
+        raise ValueError(f"t must lie in [0, T) = [0, {T}) for this model (trained with T = {T}), "
+                         f"got max {int(t.max())}. Code uses 0-based steps: paper t = code t + 1")
+    if x.numel():
+        peak = x.detach().abs().max()
+        if not torch.isfinite(peak):
+            raise ValueError("x contains NaN or inf; check the data and the sampler's previous step")
+        if peak > MAX_ABS_INPUT:
+            raise ValueError(f"x has values up to {float(peak):.4g}, far outside what x_t can be "
+                             f"for images in [-1, 1]; scale pixels with x / 127.5 - 1 (or x * 2 - 1 "
+                             f"for [0, 1] images)")
