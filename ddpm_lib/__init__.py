@@ -9,6 +9,7 @@ from .config import DiffusionConfig, MLPConfig, TrainConfig, UNetConfig, get_dev
 from .data import MNISTDataError, load_mnist, prepare_mnist, to_unit_range
 from .diffusion import (gather, predict_eps_from_x0, predict_x0_from_eps, q_posterior, q_sample,
                         q_sample_iterated, q_step, simple_loss)
+from .interpolation import interpolate, noise_for_seed, slerp
 from .models import MLPNoisePredictor, UNet, build_model, count_parameters, sinusoidal_embedding
 from .plotting import image_grid, plot_loss, plot_schedules, save_grid, show_grid, show_strip
 from .samplers import ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step, guided_eps
@@ -23,6 +24,7 @@ __all__ = [
     "MNISTDataError", "load_mnist", "prepare_mnist", "to_unit_range",
     "gather", "predict_eps_from_x0", "predict_x0_from_eps", "q_posterior", "q_sample",
     "q_sample_iterated", "q_step", "simple_loss",
+    "interpolate", "noise_for_seed", "slerp",
     "MLPNoisePredictor", "UNet", "build_model", "count_parameters", "sinusoidal_embedding",
     "image_grid", "plot_loss", "plot_schedules", "save_grid", "show_grid", "show_strip",
     "ddim_sample", "ddim_step", "ddim_timesteps", "ddpm_sample", "ddpm_step", "guided_eps",

@@ -211,3 +211,40 @@ def test_guidance_needs_a_conditional_model_and_labels(linear_schedule):
         ddim_sample(DummyConditional(), linear_schedule, 2, steps=2, guidance=1.0, progress=False)
     with pytest.raises(ValueError, match="one label per sample"):
         ddim_sample(DummyConditional(), linear_schedule, 2, steps=2, y=torch.tensor([1, 2, 3]), progress=False)
+
+
+# ------------------------------------------------------------------ interpolation
+def test_slerp_endpoints_norm_and_angle():
+    from ddpm_lib.interpolation import noise_for_seed, slerp
+
+    z0, z1 = noise_for_seed(1), noise_for_seed(2)
+    assert torch.equal(slerp(z0, z1, 0.0), z0) and torch.equal(slerp(z0, z1, 1.0), z1)
+    # unit vectors: slerp stays on the unit sphere, at equal angles to both ends
+    u0, u1 = z0 / z0.norm(), z1 / z1.norm()
+    cos = lambda a, b: (a.flatten() @ b.flatten() / (a.norm() * b.norm())).item()  # noqa: E731
+    for alpha in (0.25, 0.5, 0.9):
+        assert abs(slerp(u0, u1, alpha).norm().item() - 1) < 1e-5
+    assert abs(cos(slerp(u0, u1, 0.5), u0) - cos(slerp(u0, u1, 0.5), u1)) < 1e-5
+    mid = slerp(z0, z1, 0.5)
+    lo, hi = sorted([z0.norm().item(), z1.norm().item()])
+    assert lo * 0.99 < mid.norm().item() < hi * 1.01
+    assert ((z0 + z1) / 2).norm().item() < 0.8 * lo  # a straight line cuts inside the sphere
+    assert torch.allclose(slerp(z0, z0 * 2, 0.5), z0 * 1.5)  # parallel inputs: falls back to lerp
+    with pytest.raises(ValueError, match="alpha"):
+        slerp(z0, z1, 1.5)
+
+
+def test_interpolation_endpoints_reproduce_the_two_seeds(tiny_unet_config, linear_schedule):
+    from ddpm_lib import UNet
+    from ddpm_lib.interpolation import interpolate
+
+    torch.manual_seed(0)
+    model = UNet(tiny_unet_config).eval()
+    for p in model.parameters():  # a non-trivial (random) network, so frames differ
+        torch.nn.init.normal_(p, std=0.05)
+    frames = interpolate(model, linear_schedule, 3, 11, frames=5, steps=6)
+    a = ddim_sample(model, linear_schedule, 1, steps=6, seed=3, progress=False)
+    b = ddim_sample(model, linear_schedule, 1, steps=6, seed=11, progress=False)
+    assert frames.shape == (5, 1, 28, 28)
+    assert torch.allclose(frames[0], a[0], atol=1e-5) and torch.allclose(frames[-1], b[0], atol=1e-5)
+    assert not torch.allclose(frames[2], frames[0], atol=1e-3)

@@ -56,7 +56,7 @@ def class_entropy_bits(histogram: Tensor) -> float:
     """Entropy of the predicted-class distribution in bits (log2 10 = 3.32 when balanced)."""
     p = histogram.double() / histogram.sum()
     p = p[p > 0]
-    return float(-(p * p.log2()).sum())
+    return max(0.0, float(-(p * p.log2()).sum()))
 
 
 @dataclass

@@ -1,0 +1,287 @@
+"""ddpm_lib against diffusers and denoising-diffusion-pytorch at equal wall-clock training time.
+
+    pip install -r benchmarks/requirements.txt
+    python benchmarks/compare.py --minutes 20            # the full run (about 2.5 h on 2 CPU cores)
+    python benchmarks/compare.py --minutes 1 --n 200     # a smoke run
+
+Each contender trains alone for ``--minutes`` on the MNIST training set (batch 128, AdamW lr 1e-3
+with 200 warm-up steps, gradient clipping 1.0, EMA 0.999: the same optimiser for all), then its
+EMA weights draw ``--n`` samples with its own library's DDIM sampler, 50 steps, eta = 0. The
+shipped classifier scores the samples (MNIST-FID against the test set with the real-data floor at
+the same n, confident share, class entropy). For our model the script adds the DDPM-1000 vs
+DDIM-{10, 20, 50, 100} quality/time curve and training GFLOP/s against the CPU's measured peak.
+
+Every finished stage is stored in ``OUT/results.json`` (samples in chunks), so an interrupted
+run picks up where it stopped; ``report`` rewrites RESULTS.md and the plot from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ddpm_lib import (EMA, DiffusionConfig, TrainConfig, Trainer, UNet, UNetConfig,  # noqa: E402
+                      ddim_sample, ddpm_sample, load_mnist, load_model, seed_everything)
+from ddpm_lib.metrics import SampleEvaluator  # noqa: E402
+
+BATCH, LR, WARMUP, CLIP, EMA_DECAY = 128, 1e-3, 200, 1.0, 0.999
+CHUNK = 250  # samples are drawn (and cached) in chunks of this size
+
+
+# --------------------------------------------------------------------------- contenders
+def diffusers_unet() -> torch.nn.Module:
+    """The Hugging Face diffusion course's MNIST U-Net (unit 1)."""
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(sample_size=28, in_channels=1, out_channels=1, layers_per_block=2,
+                       block_out_channels=(32, 64, 64),
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
+
+
+def diffusers_loss_fn(model, scheduler):
+    def loss(x0: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],))
+        return F.mse_loss(model(scheduler.add_noise(x0, noise, t), t).sample, noise)
+    return loss
+
+
+@torch.no_grad()
+def diffusers_sample(model, n: int, seed: int, steps: int = 50) -> torch.Tensor:
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    sched = DDIMScheduler.from_config(DDPMScheduler(num_train_timesteps=1000).config)
+    sched.set_timesteps(steps)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 28, 28, generator=gen)
+    model.eval()
+    for t in sched.timesteps:
+        x = sched.step(model(x, t).sample, t, x, eta=0.0).prev_sample
+    return x.clamp(-1, 1)
+
+
+def ddp_models():
+    from denoising_diffusion_pytorch import GaussianDiffusion, Unet
+
+    unet = Unet(dim=32, dim_mults=(1, 2, 4), channels=1)
+    return unet, GaussianDiffusion(unet, image_size=28, timesteps=1000)
+
+
+@torch.no_grad()
+def ddp_sample(unet, n: int, seed: int, steps: int = 50) -> torch.Tensor:
+    from denoising_diffusion_pytorch import GaussianDiffusion
+
+    torch.manual_seed(seed)
+    diffusion = GaussianDiffusion(unet.eval(), image_size=28, timesteps=1000, sampling_timesteps=steps)
+    return diffusion.sample(batch_size=n) * 2 - 1  # it works in [0, 1]
+
+
+def train_generic(name: str, model: torch.nn.Module, loss_fn: Callable, images: torch.Tensor,
+                  minutes: float, seed: int) -> Dict:
+    """The same loop for the peers: AdamW, warm-up, clipping, EMA, a wall-clock budget."""
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    ema = EMA(model, EMA_DECAY)
+    opt = torch.optim.AdamW(model.parameters(), lr=LR)
+    step, losses, start = 0, [], time.perf_counter()
+    bar = tqdm(desc=f"training {name}")
+    model.train()
+    while time.perf_counter() - start < minutes * 60:
+        idx = torch.randint(0, len(images), (BATCH,), generator=gen)
+        for g in opt.param_groups:
+            g["lr"] = LR * min(1.0, (step + 1) / WARMUP)
+        loss = loss_fn(images[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+        opt.step()
+        ema.update(model, step)
+        step += 1
+        losses.append(loss.item())
+        bar.update(1)
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
+    bar.close()
+    seconds = time.perf_counter() - start
+    return {"ema": ema.model, "steps": step, "seconds": seconds, "loss_end": sum(losses[-100:]) / len(losses[-100:])}
+
+
+# --------------------------------------------------------------------------- measurements
+def training_flops_per_image(model: torch.nn.Module, loss_fn: Callable) -> float:
+    """FLOPs of one forward + backward pass per image, counted by PyTorch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(8, 1, 28, 28) * 2 - 1
+    with FlopCounterMode(display=False) as counter:
+        loss_fn(x).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / 8
+
+
+def matmul_peak_gflops(size: int = 2048, reps: int = 10) -> float:
+    """The CPU's sustained fp32 rate on large matrix products (what convolutions lower to)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 * reps / best / 1e9
+
+
+class Run:
+    """results.json with per-stage caching."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        out.mkdir(parents=True, exist_ok=True)
+        self.path = out / "results.json"
+        self.data = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        tmp.replace(self.path)
+
+    def sample(self, key: str, fn: Callable[[int, int], torch.Tensor], n: int, seed: int) -> tuple:
+        """Draw n samples in cached chunks; returns (samples, total sampling seconds)."""
+        xs, seconds = [], 0.0
+        for i, lo in enumerate(range(0, n, CHUNK)):
+            path = self.out / f"samples_{key}_{n}_{i}.pt"
+            if path.exists():
+                chunk = torch.load(path, weights_only=True)
+            else:
+                start = time.perf_counter()
+                chunk = fn(min(CHUNK, n - lo), seed + i).cpu().float()
+                chunk = {"x": chunk, "seconds": time.perf_counter() - start}
+                torch.save(chunk, path)
+            xs.append(chunk["x"])
+            seconds += chunk["seconds"]
+        return torch.cat(xs), seconds
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", nargs="?", default="run", choices=["run", "report"])
+    p.add_argument("--minutes", type=float, default=20.0, help="training budget per contender")
+    p.add_argument("--n", type=int, default=1000, help="samples per contender and sampler")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "runs"), help="cache folder")
+    p.add_argument("--only", nargs="*", default=["ours", "diffusers", "ddp"])
+    p.add_argument("--curve", nargs="*", type=int, default=[10, 20, 50, 100, 1000],
+                   help="our model's sampler steps for the quality/time curve (1000 = DDPM)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    run = Run(Path(args.out))
+    from report import write_report
+
+    if args.command == "report":
+        write_report(run.data, ROOT / "benchmarks")
+        return 0
+    key = f"{args.minutes:g}min"
+    meta = run.data.setdefault("meta", {})
+    meta.update(command=" ".join(["python benchmarks/compare.py", *(argv if argv is not None else sys.argv[1:])]),
+                torch=torch.__version__, threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
+                minutes=args.minutes, n=args.n, out=str(run.out))
+    if "peak_gflops" not in meta:
+        meta["peak_gflops"] = matmul_peak_gflops()
+        print(f"fp32 matmul peak: {meta['peak_gflops']:.0f} GFLOP/s")
+    run.save()
+    seed_everything(args.seed)
+    images = load_mnist().tensors[0]
+    evaluator = SampleEvaluator(device="cpu")
+
+    results = run.data.setdefault(key, {})
+    makers = {"ours": lambda: UNet(UNetConfig()), "diffusers": diffusers_unet, "ddp": lambda: ddp_models()[0]}
+    unknown = set(args.only) - set(makers)
+    if unknown:
+        p.error(f"--only takes {sorted(makers)}, got {sorted(unknown)}")
+    for name in args.only:
+        r = results.setdefault(name, {})
+        weights = run.out / f"{name}_{key}.pt"
+        make = makers[name]
+        if "steps" not in r:
+            print(f"== training {name} for {args.minutes} min")
+            seed_everything(args.seed)
+            if name == "ours":
+                trainer = Trainer(make(), DiffusionConfig(),
+                                  TrainConfig(steps=None, max_minutes=args.minutes, seed=args.seed),
+                                  out_dir=run.out / f"ours_{key}", device="cpu")
+                trainer.fit(load_mnist())
+                ema, steps, seconds = trainer.ema.model, trainer.step, trainer.elapsed_s
+                loss_end = sum(trainer.history[-100:]) / len(trainer.history[-100:])
+                loss_fn = lambda x: __import__("ddpm_lib").simple_loss(trainer.model, trainer.schedule, x)  # noqa: E731
+                flops = training_flops_per_image(trainer.model, loss_fn)
+            elif name == "diffusers":
+                from diffusers import DDPMScheduler
+
+                model = make()
+                loss_fn = diffusers_loss_fn(model, DDPMScheduler(num_train_timesteps=1000))
+                flops = training_flops_per_image(model, loss_fn)
+                out = train_generic(name, model, loss_fn, images, args.minutes, args.seed)
+                ema, steps, seconds, loss_end = out["ema"], out["steps"], out["seconds"], out["loss_end"]
+            else:
+                unet, diffusion = ddp_models()
+                loss_fn = lambda x: diffusion((x + 1) / 2)  # noqa: E731  (it normalises [0, 1] itself)
+                flops = training_flops_per_image(unet, loss_fn)
+                out = train_generic(name, unet, loss_fn, images, args.minutes, args.seed)
+                ema, steps, seconds, loss_end = out["ema"], out["steps"], out["seconds"], out["loss_end"]
+            torch.save(ema.state_dict(), weights)
+            rate = steps * BATCH / seconds
+            r.update(params=sum(p.numel() for p in ema.parameters()), steps=steps, train_seconds=seconds, images_per_s=rate,
+                     loss_end=loss_end, train_gflop_per_image=flops / 1e9,
+                     train_gflops=rate * flops / 1e9, peak_fraction=rate * flops / 1e9 / meta["peak_gflops"])
+            run.save()
+            print(f"{name}: {r}")
+
+    # sampling after all training, cheapest first: DDIM-50 for everyone, then our curve
+    jobs = [(name, 50) for name in args.only] + \
+        [("ours", s) for s in sorted(args.curve) if s != 50 and "ours" in args.only]
+    for name, steps in jobs:
+        r = results[name]
+        label = f"ddim{steps}" if steps < 1000 else "ddpm1000"
+        if label in r.get("samples", {}):
+            continue
+        model = makers[name]()
+        model.load_state_dict(torch.load(run.out / f"{name}_{key}.pt", weights_only=True))
+        model.eval()
+        print(f"== sampling {name} {label}")
+        if name == "ours":
+            _, schedule = load_model(run.out / f"ours_{key}" / "checkpoint.pt", device="cpu")
+            model.num_timesteps = schedule.T
+            fn = (lambda k, s, st=steps: ddpm_sample(model, schedule, k, seed=s) if st == 1000
+                  else ddim_sample(model, schedule, k, steps=st, seed=s))
+        elif name == "diffusers":
+            fn = lambda k, s: diffusers_sample(model, k, s)  # noqa: E731
+        else:
+            fn = lambda k, s: ddp_sample(model, k, s)  # noqa: E731
+        x, seconds = run.sample(f"{name}_{key}_{label}", fn, args.n, args.seed * 1000)
+        rep = evaluator.evaluate(x)
+        r.setdefault("samples", {})[label] = {"seconds": seconds, **rep.as_dict()}
+        run.save()
+        print(f"{name} {label}: {rep}; {seconds:.0f}s")
+        torch.save(x[:64], run.out / f"grid_{name}_{key}_{label}.pt")
+        write_report(run.data, ROOT / "benchmarks")
+    write_report(run.data, ROOT / "benchmarks")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    sys.exit(main())

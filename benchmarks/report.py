@@ -1,0 +1,107 @@
+"""Turn benchmarks/runs/results.json into RESULTS.md, results.json and two pictures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict
+
+NAMES = {"ours": "ddpm_lib U-Net (ours)", "diffusers": "diffusers UNet2DModel (HF course)",
+         "ddp": "denoising-diffusion-pytorch Unet"}
+
+
+def _curve_rows(r: Dict) -> list:
+    rows = []
+    for label, s in sorted(r.get("samples", {}).items(), key=lambda kv: kv[1]["seconds"]):
+        rows.append(f"| {label.replace('ddim', 'DDIM-').replace('ddpm', 'DDPM-')} | {s['seconds']:.0f} | "
+                    f"{s['fid']:.2f} | {s['fid_ratio']:.2f}x | {s['confident_share']:.1%} | {s['entropy_bits']:.2f} |")
+    return rows
+
+
+def write_report(data: Dict, bench_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    meta = data.get("meta", {})
+    budgets = [k for k in data if k.endswith("min")]
+    (bench_dir / "results.json").write_text(json.dumps(data, indent=1))
+    lines = ["# Benchmark results", "",
+             f"Produced by `{meta.get('command', 'python benchmarks/compare.py')}` on {meta.get('threads')} CPU "
+             f"threads ({meta.get('cpu')}), torch {meta.get('torch')}; raw numbers in `results.json`.",
+             f"Measured fp32 peak (2048x2048 matmul): {meta.get('peak_gflops', float('nan')):.0f} GFLOP/s.", "",
+             "MNIST-FID: Fréchet distance of the shipped classifier's features (`ddpm_lib.metrics`) between "
+             "the samples and the 10,000 test images; the floor is the same distance for as many real "
+             "training images. Only numbers at equal n compare.", ""]
+    for budget in budgets:
+        res = data[budget]
+        n = meta.get("n")
+        lines += [f"## {budget.replace('min', ' minutes')} of training each, n = {n} samples, DDIM-50 (eta 0)", "",
+                  "| contender | parameters | images/s | iterations | train GFLOP/s (% of peak) | MNIST-FID (floor) | ratio | confident | class entropy (bits) | sampling s |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for name, r in res.items():
+            s = r.get("samples", {}).get("ddim50")
+            if "steps" not in r:
+                continue
+            q = (f"{s['fid']:.2f} ({s['fid_floor']:.2f}) | {s['fid_ratio']:.2f}x | {s['confident_share']:.1%} | "
+                 f"{s['entropy_bits']:.2f} | {s['seconds']:.0f}") if s else "not sampled yet | | | |"
+            lines.append(f"| {NAMES.get(name, name)} | {r['params'] / 1e6:.2f}M | {r['images_per_s']:.0f} | "
+                         f"{r['steps']} | {r['train_gflops']:.0f} ({r['peak_fraction']:.0%}) | {q} |")
+        if "ours" in res and res["ours"].get("samples"):
+            lines += ["", f"### Our model: sampler steps against quality and time (n = {n})", "",
+                      "| sampler | seconds | MNIST-FID | ratio to floor | confident | class entropy |",
+                      "|---|---|---|---|---|---|", *_curve_rows(res["ours"])]
+        lines.append("")
+    lines += ["![quality and speed](results.png)", "", "![samples](samples.png)", ""]
+    (bench_dir / "RESULTS.md").write_text("\n".join(lines))
+
+    # pictures: the comparison and our curve, and 16 samples of each contender
+    if not budgets:
+        return
+    budget = budgets[-1]
+    res = data[budget]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    names = [n for n in res if res[n].get("samples", {}).get("ddim50")]
+    ratios = [res[n]["samples"]["ddim50"]["fid_ratio"] for n in names]
+    a.bar([NAMES.get(n, n).split(" (")[0].replace(" ", "\n", 1) for n in names], ratios,
+          color=["C0" if n == "ours" else "C7" for n in names])
+    a.axhline(1, color="k", lw=0.8, ls="--", label="real data (floor)")
+    a.set_ylabel("MNIST-FID / real-data floor (lower is better)")
+    a.set_yscale("log")
+    a.set_title(f"{budget.replace('min', ' min')} CPU training each, DDIM-50")
+    a.legend()
+    curve = res.get("ours", {}).get("samples", {})
+    if curve:
+        pts = sorted(curve.items(), key=lambda kv: kv[1]["seconds"])
+        b.plot([v["seconds"] for _, v in pts], [v["fid"] for _, v in pts], "o-")
+        for label, v in pts:
+            b.annotate(label.replace("ddim", "DDIM-").replace("ddpm", "DDPM-"), (v["seconds"], v["fid"]),
+                       textcoords="offset points", xytext=(4, 4), fontsize=8)
+        b.axhline(pts[0][1]["fid_floor"], color="k", lw=0.8, ls="--", label="real-data floor")
+        b.set_xscale("log")
+        b.set_yscale("log")
+        b.set_xlabel(f"seconds to sample n = {meta.get('n')} on CPU")
+        b.set_ylabel("MNIST-FID")
+        b.set_title("ours: quality vs sampling time")
+        b.legend()
+    fig.tight_layout()
+    fig.savefig(bench_dir / "results.png", dpi=90)
+    plt.close(fig)
+
+    runs = Path(meta.get("out", bench_dir / "runs"))
+    grids = [(n, runs / f"grid_{n}_{budget}_ddim50.pt") for n in res]
+    grids = [(n, g) for n, g in grids if g.exists()]
+    if grids:
+        fig, axes = plt.subplots(len(grids), 1, figsize=(8, 1.0 * len(grids) + 0.3))
+        axes = [axes] if len(grids) == 1 else axes
+        for ax, (n, g) in zip(axes, grids):
+            x = torch.load(g, weights_only=True)[:16]
+            strip = torch.cat(list(((x + 1) / 2).clamp(0, 1)[:, 0]), dim=1)
+            ax.imshow(strip, cmap="gray")
+            ax.set_axis_off()
+            ax.set_title(NAMES.get(n, n), fontsize=9, loc="left")
+        fig.tight_layout()
+        fig.savefig(bench_dir / "samples.png", dpi=90)
+        plt.close(fig)
