@@ -9,7 +9,7 @@ In code steps (0-based) the KL terms sit at t = 1..T-1 and L_0 at t = 0. Each te
 expectation over x_t ~ q(x_t | x_0); we draw one x_t per image and term. With ``t_samples``
 the sum over t is estimated by stratified sampling (one random t per stratum, weighted by the
 stratum's size): unbiased, and the error bar covers both images and t draws. Divided by
-784 * ln 2 this is bits/dim of the discrete 8-bit images, comparable with a file compressor.
+the number of pixels times ln 2 (784 ln 2 for MNIST) this is bits/dim of the discrete 8-bit images, comparable with a file compressor.
 """
 
 from __future__ import annotations
@@ -122,7 +122,8 @@ def bits_per_dim(model: torch.nn.Module, schedule: Schedule, x0: Tensor, *,
     ([N, 1, 28, 28] in [-1, 1]) in bits/dim.
 
     ``t_samples=None`` evaluates every t (T model calls per image); an int k splits each quarter
-    of t = 1..T-1 into k/4 strata and draws one t per stratum (k model calls per image)."""
+    of t = 1..T-1 into ceil(k/4) strata and draws one t per stratum (about k + 1 model calls
+    per image). Results depend on ``seed`` and ``batch_size`` (the order of random draws)."""
     if not isinstance(x0, Tensor) or x0.ndim != 4:
         raise ValueError(f"x0 must be a [N, C, H, W] tensor of 8-bit images in [-1, 1], got {getattr(x0, 'shape', x0)}")
     levels = (x0 + 1) * 127.5
@@ -132,14 +133,13 @@ def bits_per_dim(model: torch.nn.Module, schedule: Schedule, x0: Tensor, *,
     T, n, dims = schedule.T, x0.shape[0], x0[0].numel()
     device = model_device(model)
     schedule = schedule.to(device)
-    quarters = [np.arange(max(1, q * T // 4), (q + 1) * T // 4) for q in range(4)]
-    if t_samples is None:
-        strata = [(q, s) for q, idx in enumerate(quarters) for s in np.array_split(idx, len(idx))]
-    else:
-        if t_samples < 4:
-            raise ValueError(f"t_samples must be >= 4 (one per quarter of t) or None, got {t_samples}")
-        per_q = math.ceil(t_samples / 4)
-        strata = [(q, s) for q, idx in enumerate(quarters) for s in np.array_split(idx, per_q)]
+    quarters = [np.arange(max(1, q * T // 4), (q + 1) * T // 4) for q in range(4)]  # code t = 1..T-1
+    if t_samples is not None and t_samples < 4:
+        raise ValueError(f"t_samples must be >= 4 (one per quarter of t) or None, got {t_samples}")
+    per_q = None if t_samples is None else math.ceil(t_samples / 4)
+    # every t once (singletons) or ceil(k/4) strata per quarter; empty ones (small T) add nothing
+    strata = [(q, s) for q, idx in enumerate(quarters) if len(idx)
+              for s in np.array_split(idx, len(idx) if per_q is None else min(per_q, len(idx)))]
     gen = torch.Generator().manual_seed(seed)
     per_image: Dict[str, Tensor] = {k: torch.zeros(n, dtype=torch.float64)
                                     for k in ("L_T", "L_0", *(f"L_t q{q + 1}" for q in range(4)))}

@@ -47,7 +47,8 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -
     (sigma1^(1/2) sigma2 sigma1^(1/2))^(1/2), which has the same eigenvalues and stays real."""
     mu1, mu2, sigma1, sigma2 = (a.double() for a in (mu1, mu2, sigma1, sigma2))
     root1 = _sqrtm_psd(sigma1)
-    cross = torch.linalg.eigvalsh(root1 @ sigma2 @ root1).clamp_min(0).sqrt().sum()
+    inner = root1 @ sigma2 @ root1
+    cross = torch.linalg.eigvalsh((inner + inner.T) / 2).clamp_min(0).sqrt().sum()
     d2 = (mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * cross
     return max(float(d2), 0.0)
 
