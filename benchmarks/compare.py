@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from ddpm_lib import (EMA, DiffusionConfig, TrainConfig, Trainer, UNet, UNetConfig,  # noqa: E402
                       ddim_sample, ddpm_sample, load_mnist, load_model, seed_everything)
-from ddpm_lib.metrics import SampleEvaluator  # noqa: E402
+from ddpm_lib.metrics import SampleEvaluator, bits_per_dim  # noqa: E402
 
 BATCH, LR, WARMUP, CLIP, EMA_DECAY = 128, 1e-3, 200, 1.0, 0.999
 CHUNK = 250  # samples are drawn (and cached) in chunks of this size
@@ -186,6 +186,8 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="*", default=["ours", "diffusers", "ddp"])
     p.add_argument("--curve", nargs="*", type=int, default=[10, 20, 50, 100, 1000],
                    help="our model's sampler steps for the quality/time curve (1000 = DDPM)")
+    p.add_argument("--vlb-images", type=int, default=300,
+                   help="test images for the shipped model's variational bound (0: skip)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     run = Run(Path(args.out))
@@ -196,8 +198,11 @@ def main(argv=None) -> int:
         return 0
     key = f"{args.minutes:g}min"
     meta = run.data.setdefault("meta", {})
-    meta.update(command=" ".join(["python benchmarks/compare.py", *(argv if argv is not None else sys.argv[1:])]),
-                torch=torch.__version__, threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
+    command = " ".join(["python benchmarks/compare.py", *(argv if argv is not None else sys.argv[1:])])
+    meta.setdefault("commands", [])
+    if command not in meta["commands"]:
+        meta["commands"].append(command)  # a resumed run adds its invocation
+    meta.update(command=meta["commands"][0], torch=torch.__version__, threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
                 minutes=args.minutes, n=args.n, out=str(run.out))
     if "peak_gflops" not in meta:
         meta["peak_gflops"] = matmul_peak_gflops()
@@ -278,6 +283,21 @@ def main(argv=None) -> int:
         print(f"{name} {label}: {rep}; {seconds:.0f}s")
         torch.save(x[:64], run.out / f"grid_{name}_{key}_{label}.pt")
         write_report(run.data, ROOT / "benchmarks")
+    # the shipped model's variational bound (Eq. 5) on the test set, both fixed variances
+    shipped = ROOT / "data" / "pretrained" / "unet_mnist.pt"
+    vlb = run.data.setdefault("vlb", {})
+    for variance in ("beta_tilde", "beta"):
+        if args.vlb_images <= 0 or variance in vlb:
+            continue
+        print(f"== bits/dim of {shipped.name}, sigma^2 = {variance}, {args.vlb_images} test images")
+        model, schedule = load_model(shipped, device="cpu")
+        x0 = load_mnist(train=False).tensors[0][:args.vlb_images]
+        start = time.perf_counter()
+        rep = bits_per_dim(model, schedule, x0, t_samples=100, variance=variance, seed=args.seed)
+        vlb[variance] = {"total": rep.total, "stderr": rep.stderr, "n": rep.n, "t_samples": rep.t_samples,
+                         "terms": rep.terms, "seconds": time.perf_counter() - start, "model": shipped.name}
+        run.save()
+        print(rep)
     write_report(run.data, ROOT / "benchmarks")
     return 0
 
