@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from ddpm_lib import (EMA, DiffusionConfig, TrainConfig, Trainer, UNet, UNetConfig,  # noqa: E402
                       ddim_sample, ddpm_sample, load_mnist, load_model, seed_everything)
-from ddpm_lib.metrics import SampleEvaluator, bits_per_dim  # noqa: E402
+from ddpm_lib.metrics import SampleEvaluator, bits_per_dim, discretized_gaussian_log_likelihood  # noqa: E402
 
 BATCH, LR, WARMUP, CLIP, EMA_DECAY = 128, 1e-3, 200, 1.0, 0.999
 CHUNK = 250  # samples are drawn (and cached) in chunks of this size
@@ -60,7 +60,11 @@ def diffusers_loss_fn(model, scheduler):
 
 
 @torch.no_grad()
-def diffusers_sample(model, n: int, seed: int, steps: int = 50) -> torch.Tensor:
+def diffusers_sample(model, n: int, seed: int, steps: int = 50, use_clipped_model_output: bool = False) -> torch.Tensor:
+    """diffusers' DDIMScheduler built from the training DDPMScheduler's config (x0 clipping on).
+    By default it clips x0 but keeps the unclipped eps for the direction term; with
+    ``use_clipped_model_output`` it re-derives eps from the clipped x0, as ddpm_lib and
+    denoising-diffusion-pytorch do."""
     from diffusers import DDIMScheduler, DDPMScheduler
 
     sched = DDIMScheduler.from_config(DDPMScheduler(num_train_timesteps=1000).config)
@@ -69,7 +73,8 @@ def diffusers_sample(model, n: int, seed: int, steps: int = 50) -> torch.Tensor:
     x = torch.randn(n, 1, 28, 28, generator=gen)
     model.eval()
     for t in sched.timesteps:
-        x = sched.step(model(x, t).sample, t, x, eta=0.0).prev_sample
+        x = sched.step(model(x, t).sample, t, x, eta=0.0,
+                       use_clipped_model_output=use_clipped_model_output).prev_sample
     return x.clamp(-1, 1)
 
 
@@ -156,6 +161,15 @@ class Run:
         self.data = json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def save(self) -> None:
+        """Write results.json, merged into what is on disk (another invocation may have added stages)."""
+        def merge(disk: Dict, mine: Dict) -> Dict:
+            out = dict(disk)
+            for k, v in mine.items():
+                out[k] = merge(disk[k], v) if isinstance(v, dict) and isinstance(disk.get(k), dict) else v
+            return out
+
+        if self.path.exists():
+            self.data = merge(json.loads(self.path.read_text()), self.data)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=1))
         tmp.replace(self.path)
@@ -256,11 +270,11 @@ def main(argv=None) -> int:
             print(f"{name}: {r}")
 
     # sampling after all training, cheapest first: DDIM-50 for everyone, then our curve
-    jobs = [(name, 50) for name in args.only] + \
-        [("ours", s) for s in sorted(args.curve) if s != 50 and "ours" in args.only]
-    for name, steps in jobs:
+    jobs = [(name, 50, "ddim50") for name in args.only] + \
+        [("diffusers", 50, "ddim50_clipped_eps")] * ("diffusers" in args.only) + \
+        [("ours", s, f"ddim{s}" if s < 1000 else "ddpm1000") for s in sorted(args.curve) if s != 50 and "ours" in args.only]
+    for name, steps, label in jobs:
         r = results[name]
-        label = f"ddim{steps}" if steps < 1000 else "ddpm1000"
         if label in r.get("samples", {}):
             continue
         model = makers[name]()
@@ -273,7 +287,7 @@ def main(argv=None) -> int:
             fn = (lambda k, s, st=steps: ddpm_sample(model, schedule, k, seed=s) if st == 1000
                   else ddim_sample(model, schedule, k, steps=st, seed=s))
         elif name == "diffusers":
-            fn = lambda k, s: diffusers_sample(model, k, s)  # noqa: E731
+            fn = lambda k, s, c=label.endswith("clipped_eps"): diffusers_sample(model, k, s, use_clipped_model_output=c)  # noqa: E731
         else:
             fn = lambda k, s: ddp_sample(model, k, s)  # noqa: E731
         x, seconds = run.sample(f"{name}_{key}_{label}", fn, args.n, args.seed * 1000)
@@ -298,6 +312,14 @@ def main(argv=None) -> int:
                          "terms": rep.terms, "seconds": time.perf_counter() - start, "model": shipped.name}
         run.save()
         print(rep)
+    if vlb and "perfect_L0" not in vlb:  # what the Eq. 13 decoder costs even with a perfect x0 prediction
+        _, schedule = load_model(shipped, device="cpu")
+        x0 = load_mnist(train=False).tensors[0][:args.vlb_images or 300].double()
+        log_scale = torch.full_like(x0, 0.5 * float(schedule.log_beta_tilde_clipped[0]))
+        nll = -discretized_gaussian_log_likelihood(x0, x0, log_scale).sum() / (x0.numel() * math.log(2))
+        vlb["perfect_L0"] = {"bits_per_dim": float(nll), "sigma_1": math.exp(float(log_scale[0, 0, 0, 0])),
+                             "n": len(x0)}
+        run.save()
     write_report(run.data, ROOT / "benchmarks")
     return 0
 
