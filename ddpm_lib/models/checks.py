@@ -10,11 +10,6 @@ import torch
 Tensor = torch.Tensor
 
 
-# x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps stays within a few units for x_0 in
-# [-1, 1]; values far beyond mean unscaled pixels (0..255) were passed in.
-MAX_ABS_INPUT = 20.0
-
-
 def check_model_input(x: Tensor, t: Tensor, *, channels: int, size: int,
                       T: Optional[int] = None) -> None:
     """Raise a clear error unless x is a finite float [B, channels, size, size] batch of
@@ -39,7 +34,8 @@ def check_model_input(x: Tensor, t: Tensor, *, channels: int, size: int,
         peak = x.detach().abs().max()
         if not torch.isfinite(peak):
             raise ValueError("x contains NaN or inf; check the data and the sampler's previous step")
-        if peak > MAX_ABS_INPUT:
-            raise ValueError(f"x has values up to {float(peak):.4g}, far outside what x_t can be "
-                             f"for images in [-1, 1]; scale pixels with x / 127.5 - 1 (or x * 2 - 1 "
-                             f"for [0, 1] images)")
+        # x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps always has negative values; an
+        # all-non-negative batch reaching beyond 2 is unscaled pixels (0..255), not x_t
+        if peak > 2 and x.detach().min() >= 0:
+            raise ValueError(f"x looks like unscaled pixels (all values in [0, {float(peak):.4g}]); the "
+                             f"model expects x_t for images in [-1, 1]: scale with x / 127.5 - 1")
