@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ddpm_lib import (EMA, DiffusionConfig, TrainConfig, Trainer, UNet, UNetConfig,  # noqa: E402
-                      ddim_sample, ddpm_sample, load_mnist, load_model, seed_everything)
+                      ddim_sample, ddpm_sample, load_mnist, load_model, seed_everything, simple_loss)
 from ddpm_lib.metrics import SampleEvaluator, bits_per_dim, discretized_gaussian_log_likelihood  # noqa: E402
 
 BATCH, LR, WARMUP, CLIP, EMA_DECAY = 128, 1e-3, 200, 1.0, 0.999
@@ -245,7 +245,7 @@ def main(argv=None) -> int:
                 trainer.fit(load_mnist())
                 ema, steps, seconds = trainer.ema.model, trainer.step, trainer.elapsed_s
                 loss_end = sum(trainer.history[-100:]) / len(trainer.history[-100:])
-                loss_fn = lambda x: __import__("ddpm_lib").simple_loss(trainer.model, trainer.schedule, x)  # noqa: E731
+                loss_fn = lambda x: simple_loss(trainer.model, trainer.schedule, x)  # noqa: E731
                 flops = training_flops_per_image(trainer.model, loss_fn)
             elif name == "diffusers":
                 from diffusers import DDPMScheduler
