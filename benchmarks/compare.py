@@ -1,15 +1,17 @@
 """ddpm_lib against diffusers and denoising-diffusion-pytorch at equal wall-clock training time.
 
     pip install -r benchmarks/requirements.txt
-    python benchmarks/compare.py --minutes 20            # the full run (about 2.5 h on 2 CPU cores)
+    python benchmarks/compare.py --minutes 20            # the full run (about 3 h on 2 CPU cores, resumable)
     python benchmarks/compare.py --minutes 1 --n 200     # a smoke run
+    python benchmarks/compare.py retime --minutes 20     # time DDIM-50 again, in the same sitting as DDPM
 
 Each contender trains alone for ``--minutes`` on the MNIST training set (batch 128, AdamW lr 1e-3
 with 200 warm-up steps, gradient clipping 1.0, EMA 0.999: the same optimiser for all), then its
 EMA weights draw ``--n`` samples with its own library's DDIM sampler, 50 steps, eta = 0. The
 shipped classifier scores the samples (MNIST-FID against the test set with the real-data floor at
 the same n, confident share, class entropy). For our model the script adds the DDPM-1000 vs
-DDIM-{10, 20, 50, 100} quality/time curve and training GFLOP/s against the CPU's measured peak.
+DDIM-{10, 20, 50, 100} quality/time curve, DDIM-50 with eta = 1, and training GFLOP/s against the
+CPU's measured peak.
 
 Every finished stage is stored in ``OUT/results.json`` (samples in chunks), so an interrupted
 run picks up where it stopped; ``report`` rewrites RESULTS.md and the plot from it.
@@ -174,6 +176,13 @@ class Run:
         tmp.write_text(json.dumps(self.data, indent=1))
         tmp.replace(self.path)
 
+    def chunk_times(self, key: str, n: int) -> list:
+        """Seconds and finishing time of each cached chunk of ``key`` (chunks may come from different sittings)."""
+        paths = [(self.out / f"samples_{key}_{n}_{i}.pt", min(CHUNK, n - lo)) for i, lo in enumerate(range(0, n, CHUNK))]
+        return [{"seconds": float(torch.load(p, weights_only=True)["seconds"]), "n": k,
+                 "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(p.stat().st_mtime))}
+                for p, k in paths if p.exists()]
+
     def sample(self, key: str, fn: Callable[[int, int], torch.Tensor], n: int, seed: int) -> tuple:
         """Draw n samples in cached chunks; returns (samples, total sampling seconds)."""
         xs, seconds = [], 0.0
@@ -191,9 +200,46 @@ class Run:
         return torch.cat(xs), seconds
 
 
+def ours_sampler(run: Run, key: str, steps: int, eta: float = 0.0) -> Callable[[int, int], torch.Tensor]:
+    """Our trained model's sampler: DDPM (Algorithm 2) for 1000 steps, else DDIM with ``steps`` steps and ``eta``."""
+    model = UNet(UNetConfig())
+    model.load_state_dict(torch.load(run.out / f"ours_{key}.pt", weights_only=True))
+    model.eval()
+    _, schedule = load_model(run.out / f"ours_{key}" / "checkpoint.pt", device="cpu")
+    model.num_timesteps = schedule.T
+    return (lambda k, s: ddpm_sample(model, schedule, k, seed=s)) if steps == 1000 else \
+        (lambda k, s: ddim_sample(model, schedule, k, steps=steps, eta=eta, seed=s))
+
+
+def retime(run: Run, key: str, n: int, steps_list: list, seed: int) -> None:
+    """Time one chunk of each of our samplers again, back to back, and record every cached chunk's seconds.
+
+    Sampling stages of a resumed run can lie days apart, and a shared machine's speed drifts; the
+    seconds of two samplers only compare when measured in one sitting. The samples drawn here are
+    thrown away (the cached ones are what is scored)."""
+    ours = run.data.get(key, {}).get("ours", {})
+    if "samples" not in ours:
+        raise SystemExit(f"retime: no sampled stages of our {key} model in {run.out}; run the benchmark first")
+    for label in ours["samples"]:
+        ours["samples"][label]["chunks"] = run.chunk_times(f"ours_{key}_{label}", n)
+    timings = ours.setdefault("retime", {})
+    for steps in steps_list:
+        label = f"ddim{steps}" if steps < 1000 else "ddpm1000"
+        fn = ours_sampler(run, key, steps)
+        print(f"== timing ours {label} on {CHUNK} images")
+        start = time.perf_counter()
+        fn(CHUNK, seed * 1000)
+        timings[label] = {"seconds": time.perf_counter() - start, "n": CHUNK,
+                          "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        print(f"ours {label}: {timings[label]['seconds']:.1f}s for {CHUNK} images")
+    run.save()
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", nargs="?", default="run", choices=["run", "report"])
+    p.add_argument("command", nargs="?", default="run", choices=["run", "report", "retime"],
+                   help="run: train and sample what is not cached; report: rewrite RESULTS.md; retime: "
+                        "time one chunk of each --retime sampler of our model now, in one sitting")
     p.add_argument("--minutes", type=float, default=20.0, help="training budget per contender")
     p.add_argument("--n", type=int, default=1000, help="samples per contender and sampler")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "runs"), help="cache folder")
@@ -202,6 +248,8 @@ def main(argv=None) -> int:
                    help="our model's sampler steps for the quality/time curve (1000 = DDPM)")
     p.add_argument("--vlb-images", type=int, default=300,
                    help="test images for the shipped model's variational bound (0: skip)")
+    p.add_argument("--retime", nargs="*", type=int, default=[50],
+                   help="with retime: our sampler steps to time again on one chunk (1000 = DDPM)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     run = Run(Path(args.out))
@@ -211,6 +259,10 @@ def main(argv=None) -> int:
         write_report(run.data, ROOT / "benchmarks")
         return 0
     key = f"{args.minutes:g}min"
+    if args.command == "retime":
+        retime(run, key, args.n, args.retime, args.seed)
+        write_report(run.data, ROOT / "benchmarks")
+        return 0
     meta = run.data.setdefault("meta", {})
     command = " ".join(["python benchmarks/compare.py", *(argv if argv is not None else sys.argv[1:])])
     meta.setdefault("commands", [])
@@ -269,30 +321,32 @@ def main(argv=None) -> int:
             run.save()
             print(f"{name}: {r}")
 
-    # sampling after all training, cheapest first: DDIM-50 for everyone, then our curve
+    # sampling after all training, cheapest first: DDIM-50 for everyone, then our curve, then our DDIM-50
+    # with eta = 1 (fresh noise each step, as DDPM): does the gap to DDPM-1000 come from the step count or
+    # from the deterministic sampler?
     jobs = [(name, 50, "ddim50") for name in args.only] + \
         [("diffusers", 50, "ddim50_clipped_eps")] * ("diffusers" in args.only) + \
-        [("ours", s, f"ddim{s}" if s < 1000 else "ddpm1000") for s in sorted(args.curve) if s != 50 and "ours" in args.only]
+        [("ours", s, f"ddim{s}" if s < 1000 else "ddpm1000") for s in sorted(args.curve) if s != 50 and "ours" in args.only] + \
+        [("ours", 50, "ddim50_eta1")] * ("ours" in args.only)
     for name, steps, label in jobs:
         r = results[name]
         if label in r.get("samples", {}):
             continue
-        model = makers[name]()
-        model.load_state_dict(torch.load(run.out / f"{name}_{key}.pt", weights_only=True))
-        model.eval()
         print(f"== sampling {name} {label}")
         if name == "ours":
-            _, schedule = load_model(run.out / f"ours_{key}" / "checkpoint.pt", device="cpu")
-            model.num_timesteps = schedule.T
-            fn = (lambda k, s, st=steps: ddpm_sample(model, schedule, k, seed=s) if st == 1000
-                  else ddim_sample(model, schedule, k, steps=st, seed=s))
-        elif name == "diffusers":
-            fn = lambda k, s, c=label.endswith("clipped_eps"): diffusers_sample(model, k, s, use_clipped_model_output=c)  # noqa: E731
+            fn = ours_sampler(run, key, steps, eta=1.0 if label.endswith("_eta1") else 0.0)
         else:
-            fn = lambda k, s: ddp_sample(model, k, s)  # noqa: E731
+            model = makers[name]()
+            model.load_state_dict(torch.load(run.out / f"{name}_{key}.pt", weights_only=True))
+            model.eval()
+            if name == "diffusers":
+                fn = lambda k, s, c=label.endswith("clipped_eps"): diffusers_sample(model, k, s, use_clipped_model_output=c)  # noqa: E731
+            else:
+                fn = lambda k, s: ddp_sample(model, k, s)  # noqa: E731
         x, seconds = run.sample(f"{name}_{key}_{label}", fn, args.n, args.seed * 1000)
         rep = evaluator.evaluate(x)
-        r.setdefault("samples", {})[label] = {"seconds": seconds, **rep.as_dict()}
+        r.setdefault("samples", {})[label] = {"seconds": seconds, **rep.as_dict(),
+                                              "chunks": run.chunk_times(f"{name}_{key}_{label}", args.n)}
         run.save()
         print(f"{name} {label}: {rep}; {seconds:.0f}s")
         torch.save(x[:64], run.out / f"grid_{name}_{key}_{label}.pt")

@@ -4,20 +4,68 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 NAMES = {"ours": "ddpm_lib U-Net (ours)", "diffusers": "diffusers UNet2DModel (HF course)",
          "ddp": "denoising-diffusion-pytorch Unet"}
 
 
+def _pretty(label: str) -> str:
+    """Sampler label to display: ddim50 -> DDIM-50, ddim50_eta1 -> DDIM-50, eta = 1, ddpm1000 -> DDPM-1000."""
+    name = label.split("_")[0].replace("ddim", "DDIM-").replace("ddpm", "DDPM-")
+    return name + (", eta = 1" if label.endswith("_eta1") else "")
+
+
 def _curve_rows(r: Dict) -> list:
     rows = []
     for label, s in sorted(r.get("samples", {}).items(), key=lambda kv: kv[1]["seconds"]):
-        if not label.startswith(("ddim", "ddpm")) or "_" in label:
+        if not label.startswith(("ddim", "ddpm")) or ("_" in label and not label.endswith("_eta1")):
             continue
-        rows.append(f"| {label.replace('ddim', 'DDIM-').replace('ddpm', 'DDPM-')} | {s['seconds']:.0f} | "
+        rows.append(f"| {_pretty(label)} | {s['seconds']:.0f} | "
                     f"{s['fid']:.2f} | {s['fid_ratio']:.2f}x | {s['confident_share']:.1%} | {s['entropy_bits']:.2f} |")
     return rows
+
+
+def _calls(label: str) -> int:
+    """Network evaluations per sample of a sampler label ("ddim50" -> 50, "ddpm1000" -> 1000)."""
+    return int(label.replace("ddim", "").replace("ddpm", "").split("_")[0])
+
+
+def _same_sitting_speedup(ours: Dict) -> Optional[tuple]:
+    """DDPM-1000's latest chunk against DDIM-50 re-timed by ``compare.py retime``: (ratio, ddpm chunk, retime)."""
+    chunks = ours.get("samples", {}).get("ddpm1000", {}).get("chunks")
+    again = ours.get("retime", {}).get("ddim50")
+    if not chunks or not again:
+        return None
+    last = max(chunks, key=lambda c: c["finished"])
+    return (last["seconds"] / last["n"]) / (again["seconds"] / again["n"]), last, again
+
+
+def _timing(ours: Dict, minutes: str) -> list:
+    """Seconds of every sampling chunk, so that a drift of the machine's speed between sittings shows."""
+    rows = []
+    for label, s in sorted(ours.get("samples", {}).items(), key=lambda kv: _calls(kv[0])):
+        for i, c in enumerate(s.get("chunks", [])):
+            ms = 1000 * c["seconds"] / (c["n"] * _calls(label))
+            rows.append(f"| {_pretty(label)} | {i} | {c['n']} | {c['seconds']:.0f} | {ms:.2f} | {c['finished']} |")
+    for label, c in ours.get("retime", {}).items():
+        ms = 1000 * c["seconds"] / (c["n"] * _calls(label))
+        rows.append(f"| {_pretty(label)}, re-timed | | {c['n']} | {c['seconds']:.0f} | {ms:.2f} | {c['finished']} |")
+    if not rows:
+        return []
+    out = ["", "Sampling time chunk by chunk. The run was resumed over several sittings on a shared machine whose "
+           "speed drifts; the last column (milliseconds per image per network evaluation) shows it. Seconds of two "
+           "samplers compare only within one sitting, hence "
+           f"`python benchmarks/compare.py retime --minutes {minutes}`, which times DDIM-50 again right after the last "
+           "DDPM-1000 chunk.", "",
+           "| sampler | chunk | images | seconds | ms / image / call | finished |", "|---|---|---|---|---|---|", *rows]
+    same = _same_sitting_speedup(ours)
+    if same:
+        ratio, last, again = same
+        out += ["", f"In one sitting: DDPM-1000 took {last['seconds']:.0f} s for {last['n']} images (finished "
+                f"{last['finished']}), DDIM-50 {again['seconds']:.0f} s for {again['n']} (finished {again['finished']}): "
+                f"{ratio:.1f}x less time for DDIM-50, against the {1000 / 50:.0f}x its step count implies."]
+    return out
 
 
 def _targets(data: Dict) -> list:
@@ -43,8 +91,18 @@ def _targets(data: Dict) -> list:
     if "ddim50" in s and "ddpm1000" in s:
         q = s["ddim50"]["fid"] / s["ddpm1000"]["fid"]
         speed = s["ddpm1000"]["seconds"] / s["ddim50"]["seconds"]
-        rows.append(("DDIM-50 within 1.2x of DDPM-1000's MNIST-FID at >= 15x less time",
-                     f"{q:.2f}x the FID, {speed:.0f}x faster", q <= 1.2 and speed >= 15))
+        same = _same_sitting_speedup(ours)
+        if same:  # the one-sitting ratio decides; the totals from different sittings are shown beside it
+            stochastic = s.get("ddim50_eta1")
+            rows.append(("DDIM-50 within 1.2x of DDPM-1000's MNIST-FID at >= 15x less time",
+                         f"{q:.2f}x the FID, {same[0]:.1f}x faster in one sitting ({speed:.1f}x from the stage totals, "
+                         "timed in different sittings)"
+                         + (f"; with eta = 1 at 50 steps {stochastic['fid'] / s['ddpm1000']['fid']:.2f}x the FID"
+                            if stochastic else ""), q <= 1.2 and same[0] >= 15))
+        else:
+            rows.append(("DDIM-50 within 1.2x of DDPM-1000's MNIST-FID at >= 15x less time",
+                         f"{q:.2f}x the FID, {speed:.1f}x faster (stage totals; not re-timed in one sitting)",
+                         q <= 1.2 and speed >= 15))
     elif "ddim50" in s:
         rows.append(("DDIM-50 within 1.2x of DDPM-1000's MNIST-FID at >= 15x less time", "DDPM-1000 not sampled yet", None))
     if "peak_fraction" in ours:
@@ -55,7 +113,46 @@ def _targets(data: Dict) -> list:
         rows.append(("shipped model's bound below 1.38 bits/dim", f"{best:.3f}", best < 1.38))
     out += ["| target | measured | |", "|---|---|---|"]
     out += [f"| {name} | {value} | {'met' if ok else ('pending' if ok is None else '**missed**')} |" for name, value, ok in rows]
-    return out + [""]
+    return out + [""] + _limits(data, res)
+
+
+def _limits(data: Dict, res: Dict) -> list:
+    """What the numbers say limits the missed targets (written from the measurements, not edited by hand)."""
+    ours, s = res.get("ours", {}), res.get("ours", {}).get("samples", {})
+    notes = []
+    if "ddim50" in s and "ddpm1000" in s:
+        d50, d1000 = s["ddim50"], s["ddpm1000"]
+        eta1 = s.get("ddim50_eta1")
+        notes.append(
+            f"- **The deterministic sampler, more than the step count.** With eta = 0 more steps barely help "
+            f"(DDIM-100: {s['ddim100']['fid']:.2f}, DDIM-50: {d50['fid']:.2f})" if "ddim100" in s else
+            f"- **The deterministic sampler, more than the step count.** DDIM-50 (eta = 0) scores {d50['fid']:.2f}")
+        if eta1:
+            notes[-1] += (f", while the same 50 steps with fresh noise in each (eta = 1) score {eta1['fid']:.2f}, "
+                          f"{eta1['fid'] / d1000['fid']:.2f}x DDPM-1000's {d1000['fid']:.2f}. A model this early in "
+                          "training predicts the noise with errors that a deterministic path carries to the end and "
+                          "that fresh noise washes out; on the shipped model, trained 70 minutes, notebook 05 measures "
+                          "DDIM-50 no worse than DDPM-1000 (n = 100). The target row keeps the issue's eta = 0 setting.")
+        else:
+            notes[-1] += "."
+        notes.append(f"- **Training time, for the distance to the floor.** Even DDPM-1000 sampling of the 20-minute "
+                     f"model is {d1000['fid_ratio']:.1f}x the floor: {ours['steps']} steps of batch 128 are "
+                     f"{ours['steps'] * 128 / 60000:.2f} epochs of MNIST.")
+    peers = {n: r["samples"]["ddim50"]["fid"] for n, r in res.items() if n != "ours" and "ddim50" in r.get("samples", {})}
+    if "ddim50" in s and "ddp" in peers and "ddp" in res:
+        seen = {n: res[n]["steps"] * 128 for n in ("ours", "ddp")}
+        notes.append(f"- **Against the peers:** we train {ours['images_per_s'] / res['ddp']['images_per_s']:.1f}x as many "
+                     f"images per second as denoising-diffusion-pytorch but score {s['ddim50']['fid'] / peers['ddp']:.2f}x its "
+                     f"MNIST-FID at DDIM-50, short of 0.8x. Its U-Net learns more per image: {peers['ddp']:.1f} after "
+                     f"{seen['ddp']:,} training images against our {s['ddim50']['fid']:.1f} after {seen['ours']:,} (it has "
+                     "linear attention at every resolution, ours attention at 7x7 only). Whether it gains as much from "
+                     "eta = 1 was not measured.")
+    vlb = data.get("vlb", {})
+    if "beta_tilde" in vlb and "perfect_L0" in vlb:
+        notes.append(f"- **The bound:** {vlb['perfect_L0']['bits_per_dim']:.3f} of the {vlb['beta_tilde']['total']:.3f} "
+                     "bits/dim is the fixed decoder variance of Eq. 13, paid even by a perfect model; learned "
+                     "variances (Nichol & Dhariwal 2021) are the known remedy and are not part of Ho et al.'s model.")
+    return (["### What limits the missed targets", "", *notes, ""]) if notes else []
 
 
 def write_report(data: Dict, bench_dir: Path) -> None:
@@ -104,7 +201,7 @@ def write_report(data: Dict, bench_dir: Path) -> None:
         if "ours" in res and res["ours"].get("samples"):
             lines += ["", f"### Our model: sampler steps against quality and time (n = {n})", "",
                       "| sampler | seconds | MNIST-FID | ratio to floor | confident | class entropy |",
-                      "|---|---|---|---|---|---|", *_curve_rows(res["ours"])]
+                      "|---|---|---|---|---|---|", *_curve_rows(res["ours"]), *_timing(res["ours"], budget.replace("min", ""))]
         lines.append("")
     vlb = data.get("vlb", {})
     if vlb:
@@ -152,10 +249,12 @@ def write_report(data: Dict, bench_dir: Path) -> None:
     curve = res.get("ours", {}).get("samples", {})
     if curve:
         pts = sorted(curve.items(), key=lambda kv: kv[1]["seconds"])
-        b.plot([v["seconds"] for _, v in pts], [v["fid"] for _, v in pts], "o-")
+        line = [(k, v) for k, v in pts if "_" not in k]  # eta = 0 DDIM and DDPM; eta = 1 as a separate marker
+        b.plot([v["seconds"] for _, v in line], [v["fid"] for _, v in line], "o-", label="DDIM (eta = 0), DDPM")
         for label, v in pts:
-            b.annotate(label.replace("ddim", "DDIM-").replace("ddpm", "DDPM-"), (v["seconds"], v["fid"]),
-                       textcoords="offset points", xytext=(4, 4), fontsize=8)
+            if label.endswith("_eta1"):
+                b.plot([v["seconds"]], [v["fid"]], "s", color="C3", label="DDIM-50, eta = 1")
+            b.annotate(_pretty(label), (v["seconds"], v["fid"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
         b.axhline(pts[0][1]["fid_floor"], color="k", lw=0.8, ls="--", label="real-data floor")
         b.set_xscale("log")
         b.set_yscale("log")
