@@ -153,6 +153,11 @@ def matmul_peak_gflops(size: int = 2048, reps: int = 10) -> float:
     return 2 * size ** 3 * reps / best / 1e9
 
 
+def _utc(seconds: Optional[float] = None) -> str:
+    """A timestamp as the report reads it: "YYYY-MM-DD HH:MM UTC" (now, or of epoch ``seconds``)."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
+
+
 class Run:
     """results.json with per-stage caching."""
 
@@ -178,10 +183,14 @@ class Run:
 
     def chunk_times(self, key: str, n: int) -> list:
         """Seconds and finishing time of each cached chunk of ``key`` (chunks may come from different sittings)."""
-        paths = [(self.out / f"samples_{key}_{n}_{i}.pt", min(CHUNK, n - lo)) for i, lo in enumerate(range(0, n, CHUNK))]
-        return [{"seconds": float(torch.load(p, weights_only=True)["seconds"]), "n": k,
-                 "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(p.stat().st_mtime))}
-                for p, k in paths if p.exists()]
+        out = []
+        for i, lo in enumerate(range(0, n, CHUNK)):
+            path = self.out / f"samples_{key}_{n}_{i}.pt"
+            if path.exists():
+                chunk = torch.load(path, weights_only=True)
+                finished = chunk.get("finished") or _utc(path.stat().st_mtime)  # older chunks: the file's time
+                out.append({"index": i, "seconds": float(chunk["seconds"]), "n": min(CHUNK, n - lo), "finished": finished})
+        return out
 
     def sample(self, key: str, fn: Callable[[int, int], torch.Tensor], n: int, seed: int) -> tuple:
         """Draw n samples in cached chunks; returns (samples, total sampling seconds)."""
@@ -193,7 +202,7 @@ class Run:
             else:
                 start = time.perf_counter()
                 chunk = fn(min(CHUNK, n - lo), seed + i).cpu().float()
-                chunk = {"x": chunk, "seconds": time.perf_counter() - start}
+                chunk = {"x": chunk, "seconds": time.perf_counter() - start, "finished": _utc()}
                 torch.save(chunk, path)
             xs.append(chunk["x"])
             seconds += chunk["seconds"]
@@ -211,7 +220,7 @@ def ours_sampler(run: Run, key: str, steps: int, eta: float = 0.0) -> Callable[[
         (lambda k, s: ddim_sample(model, schedule, k, steps=steps, eta=eta, seed=s))
 
 
-def retime(run: Run, key: str, n: int, steps_list: list, seed: int) -> None:
+def retime(run: Run, key: str, steps_list: list, seed: int) -> None:
     """Time one chunk of each of our samplers again, back to back, and record every cached chunk's seconds.
 
     Sampling stages of a resumed run can lie days apart, and a shared machine's speed drifts; the
@@ -220,17 +229,22 @@ def retime(run: Run, key: str, n: int, steps_list: list, seed: int) -> None:
     ours = run.data.get(key, {}).get("ours", {})
     if "samples" not in ours:
         raise SystemExit(f"retime: no sampled stages of our {key} model in {run.out}; run the benchmark first")
+    bad = [s for s in steps_list if not 1 <= s <= 1000]
+    if bad:
+        raise SystemExit(f"retime: --retime takes DDIM step counts 1..999 or 1000 for DDPM, got {bad}")
+    n = run.data["meta"]["n"]  # the chunks on disk belong to the run's sample count
     for label in ours["samples"]:
-        ours["samples"][label]["chunks"] = run.chunk_times(f"ours_{key}_{label}", n)
-    timings = ours.setdefault("retime", {})
+        chunks = run.chunk_times(f"ours_{key}_{label}", n)
+        if chunks:
+            ours["samples"][label]["chunks"] = chunks
+    timings, sitting = ours.setdefault("retime", {}), _utc()
     for steps in steps_list:
         label = f"ddim{steps}" if steps < 1000 else "ddpm1000"
         fn = ours_sampler(run, key, steps)
         print(f"== timing ours {label} on {CHUNK} images")
         start = time.perf_counter()
         fn(CHUNK, seed * 1000)
-        timings[label] = {"seconds": time.perf_counter() - start, "n": CHUNK,
-                          "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        timings[label] = {"seconds": time.perf_counter() - start, "n": CHUNK, "finished": _utc(), "sitting": sitting}
         print(f"ours {label}: {timings[label]['seconds']:.1f}s for {CHUNK} images")
     run.save()
 
@@ -249,7 +263,8 @@ def main(argv=None) -> int:
     p.add_argument("--vlb-images", type=int, default=300,
                    help="test images for the shipped model's variational bound (0: skip)")
     p.add_argument("--retime", nargs="*", type=int, default=[50],
-                   help="with retime: our sampler steps to time again on one chunk (1000 = DDPM)")
+                   help="with retime: our sampler steps to time again on one chunk each, in this order "
+                        "(1000 = DDPM); the chunk count follows the run's --n")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     run = Run(Path(args.out))
@@ -259,15 +274,15 @@ def main(argv=None) -> int:
         write_report(run.data, ROOT / "benchmarks")
         return 0
     key = f"{args.minutes:g}min"
-    if args.command == "retime":
-        retime(run, key, args.n, args.retime, args.seed)
-        write_report(run.data, ROOT / "benchmarks")
-        return 0
     meta = run.data.setdefault("meta", {})
     command = " ".join(["python benchmarks/compare.py", *(argv if argv is not None else sys.argv[1:])])
     meta.setdefault("commands", [])
     if command not in meta["commands"]:
         meta["commands"].append(command)  # a resumed run adds its invocation
+    if args.command == "retime":
+        retime(run, key, args.retime, args.seed)
+        write_report(run.data, ROOT / "benchmarks")
+        return 0
     meta.update(command=meta["commands"][0], torch=torch.__version__, threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
                 minutes=args.minutes, n=args.n, out=str(run.out))
     if "peak_gflops" not in meta:

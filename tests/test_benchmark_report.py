@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-report = pytest.importorskip("report")
+import report  # noqa: E402
 
 
-def _sample(fid: float, seconds: float, chunks=None) -> dict:
+def _sample(fid: float, seconds: float, chunks=None, histogram=(50,) * 10) -> dict:
     s = {"fid": fid, "fid_floor": 0.5, "fid_ratio": fid / 0.5, "confident_share": 0.6, "entropy_bits": 3.2,
-         "seconds": seconds}
+         "seconds": seconds, "histogram": list(histogram)}
     if chunks is not None:
         s["chunks"] = chunks
     return s
@@ -27,7 +27,8 @@ def _data(ddpm_chunks, retime=None) -> dict:
                                             "peak_fraction": 0.3, "samples": {"ddim50": _sample(4.0, 300.0)}}}}
 
 
-def _target_row(lines: list, start: str) -> str:
+def _target_row(data: dict, start: str) -> str:
+    lines, _ = report._targets(data)
     return next(line for line in lines if line.startswith(f"| {start}"))
 
 
@@ -37,7 +38,7 @@ def test_same_sitting_ratio_uses_the_latest_ddpm_chunk():
     again = {"seconds": 100.0, "n": 250, "finished": "2026-11-24 04:02 UTC"}
     ratio, last, _ = report._same_sitting_speedup(_data(chunks, again)["20min"]["ours"])
     assert last["finished"].startswith("2026-11-24") and ratio == pytest.approx(25.0)
-    row = _target_row(report._targets(_data(chunks, again)), "DDIM-50 within")
+    row = _target_row(_data(chunks, again), "DDIM-50 within")
     # FID 1.9 / 2.0 = 0.95x, 25x faster in one sitting: met; the stage totals (40x) shown beside it
     assert "25.0x faster in one sitting" in row and "40.0x from the stage totals" in row and row.endswith("| met |")
 
@@ -45,10 +46,10 @@ def test_same_sitting_ratio_uses_the_latest_ddpm_chunk():
 def test_a_slow_sitting_misses_the_speed_target_and_says_so():
     chunks = [{"seconds": 1000.0, "n": 250, "finished": "2026-11-24 04:00 UTC"}]
     again = {"seconds": 100.0, "n": 250, "finished": "2026-11-24 04:02 UTC"}  # only 10x
-    row = _target_row(report._targets(_data(chunks, again)), "DDIM-50 within")
+    row = _target_row(_data(chunks, again), "DDIM-50 within")
     assert row.endswith("| **missed** |")
     # without a re-timing the stage totals decide, and the row says they were not taken in one sitting
-    row = _target_row(report._targets(_data(chunks)), "DDIM-50 within")
+    row = _target_row(_data(chunks), "DDIM-50 within")
     assert "not re-timed" in row and row.endswith("| met |")
 
 
@@ -60,5 +61,46 @@ def test_write_report_lists_every_chunk(tmp_path):
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| DDPM-1000 | 0 | 250 | 1000 | 4.00 |" in text  # 1000 s / (250 images x 1000 calls) = 4 ms
     assert "| DDIM-50, re-timed | | 250 | 50 | 4.00 |" in text
-    assert "20.0x less time for DDIM-50" in text
-    assert (tmp_path / "results.png").stat().st_size > 0
+    assert "20.0x less time per image for DDIM-50" in text
+
+
+def test_a_retiming_from_another_sitting_is_not_paired():
+    chunks = [{"seconds": 1000.0, "n": 250, "finished": "2026-11-24 04:00 UTC"}]
+    for finished in ("2026-11-24 03:59 UTC", "2026-11-25 04:02 UTC"):  # before the chunk, a day later
+        again = {"seconds": 10.0, "n": 250, "finished": finished}
+        assert report._same_sitting_speedup(_data(chunks, again)["20min"]["ours"]) is None
+    # a retime of both samplers in one command is paired whatever the chunks say
+    data = _data(chunks, {"seconds": 10.0, "n": 250, "finished": "2026-12-01 10:00 UTC", "sitting": "s"})
+    data["20min"]["ours"]["retime"]["ddpm1000"] = {"seconds": 300.0, "n": 250, "finished": "2026-12-01 10:10 UTC",
+                                                   "sitting": "s"}
+    assert report._same_sitting_speedup(data["20min"]["ours"])[0] == pytest.approx(30.0)
+
+
+def test_limits_explain_only_missed_targets():
+    chunks = [{"seconds": 2500.0, "n": 250, "finished": "2026-11-24 04:00 UTC"}]
+    data = _data(chunks, {"seconds": 100.0, "n": 250, "finished": "2026-11-24 04:02 UTC"})
+    ours = data["20min"]["ours"]["samples"]
+    # met: DDIM-50 1.9 vs DDPM 2.0; ours 1.9 < 0.8 x ddp's 4.0; but 3.8x the floor is met too
+    _, verdicts = report._targets(data)
+    assert verdicts == {"floor": True, "peers": True, "ddim": True, "throughput": True}
+    assert report._limits(data, verdicts) == []
+    # now DDIM-50 (eta = 0) is 3x worse than DDPM-1000 and over-produces one class; eta = 1 closes the gap
+    ours["ddim50"] = _sample(6.0, 100.0, histogram=(20,) * 8 + (300, 40))
+    ours["ddim50_eta1"] = _sample(2.2, 100.0)
+    data["20min"]["ddp"]["samples"]["ddim50"] = _sample(10.0, 300.0)   # still 0.6x the peer
+    _, verdicts = report._targets(data)
+    assert verdicts["ddim"] is False and verdicts["floor"] is False and verdicts["peers"] is True
+    notes = "\n".join(report._limits(data, verdicts))
+    assert "eta = 1) score 2.20, 1.10x DDPM-1000" in notes
+    assert "puts 60% of its samples in the class 8" in notes   # 300 of 500
+    assert "Distance to the floor" in notes and "Against the peers" not in notes
+    assert "DDIM-50, eta = 1 |" in "\n".join(report._curve_rows(data["20min"]["ours"]))
+
+
+def test_report_of_a_smoke_run_without_the_20_minute_budget(tmp_path):
+    data = _data([{"seconds": 10.0, "n": 100, "finished": "2026-11-24 04:00 UTC"}])
+    data["1min"] = data.pop("20min")
+    data["meta"]["out"] = str(tmp_path / "runs")
+    report.write_report(data, tmp_path)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "## 1 minutes of training each" in text and "defined for the 20-minute budget; not run yet" in text
