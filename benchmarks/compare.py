@@ -88,11 +88,12 @@ def ddp_models():
 
 
 @torch.no_grad()
-def ddp_sample(unet, n: int, seed: int, steps: int = 50) -> torch.Tensor:
+def ddp_sample(unet, n: int, seed: int, steps: int = 50, eta: float = 0.0) -> torch.Tensor:
     from denoising_diffusion_pytorch import GaussianDiffusion
 
     torch.manual_seed(seed)
-    diffusion = GaussianDiffusion(unet.eval(), image_size=28, timesteps=1000, sampling_timesteps=steps)
+    diffusion = GaussianDiffusion(unet.eval(), image_size=28, timesteps=1000, sampling_timesteps=steps,
+                                  ddim_sampling_eta=eta)
     return diffusion.sample(batch_size=n) * 2 - 1  # it works in [0, 1]
 
 
@@ -336,13 +337,13 @@ def main(argv=None) -> int:
             run.save()
             print(f"{name}: {r}")
 
-    # sampling after all training, cheapest first: DDIM-50 for everyone, then our curve, then our DDIM-50
-    # with eta = 1 (fresh noise each step, as DDPM): does the gap to DDPM-1000 come from the step count or
-    # from the deterministic sampler?
+    # sampling after all training, cheapest first: DDIM-50 for everyone, then our curve, then DDIM-50 with
+    # eta = 1 (fresh noise each step, as DDPM) for us and denoising-diffusion-pytorch: does the gap to
+    # DDPM-1000 come from the step count or from the deterministic sampler, and does the peer gain as much?
     jobs = [(name, 50, "ddim50") for name in args.only] + \
         [("diffusers", 50, "ddim50_clipped_eps")] * ("diffusers" in args.only) + \
         [("ours", s, f"ddim{s}" if s < 1000 else "ddpm1000") for s in sorted(args.curve) if s != 50 and "ours" in args.only] + \
-        [("ours", 50, "ddim50_eta1")] * ("ours" in args.only)
+        [(name, 50, "ddim50_eta1") for name in ("ours", "ddp") if name in args.only]
     for name, steps, label in jobs:
         r = results[name]
         if label in r.get("samples", {}):
@@ -357,7 +358,7 @@ def main(argv=None) -> int:
             if name == "diffusers":
                 fn = lambda k, s, c=label.endswith("clipped_eps"): diffusers_sample(model, k, s, use_clipped_model_output=c)  # noqa: E731
             else:
-                fn = lambda k, s: ddp_sample(model, k, s)  # noqa: E731
+                fn = lambda k, s, e=1.0 if label.endswith("_eta1") else 0.0: ddp_sample(model, k, s, eta=e)  # noqa: E731
         x, seconds = run.sample(f"{name}_{key}_{label}", fn, args.n, args.seed * 1000)
         rep = evaluator.evaluate(x)
         r.setdefault("samples", {})[label] = {"seconds": seconds, **rep.as_dict(),

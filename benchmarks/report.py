@@ -147,9 +147,18 @@ def _targets(data: Dict) -> tuple:
 
 
 def _peer_fids(res: Dict) -> Dict[str, float]:
-    """Each peer's best DDIM-50 MNIST-FID (diffusers is also scored with its clipped-eps variant)."""
-    return {n: min(v["fid"] for k, v in r["samples"].items() if k.startswith("ddim50"))
+    """Each peer's best DDIM-50 (eta = 0) MNIST-FID; diffusers is also scored with its clipped-eps variant."""
+    return {n: min(v["fid"] for k, v in r["samples"].items() if k in ("ddim50", "ddim50_clipped_eps"))
             for n, r in res.items() if n != "ours" and "ddim50" in r.get("samples", {})}
+
+
+def _peer_eta1(res: Dict, peer: str) -> str:
+    """A sentence comparing ours and a peer at DDIM-50 with eta = 1, if both were sampled so."""
+    ours, theirs = (res.get(n, {}).get("samples", {}).get("ddim50_eta1") for n in ("ours", peer))
+    if not ours or not theirs:
+        return " Whether it gains as much from eta = 1 was not measured."
+    return (f" With eta = 1 for both, ours scores {ours['fid']:.2f} against its {theirs['fid']:.2f} "
+            f"({ours['fid'] / theirs['fid']:.2f}x).")
 
 
 def _top_class(s: Dict) -> tuple:
@@ -195,8 +204,8 @@ def _limits(data: Dict, verdicts: Dict[str, Optional[bool]]) -> list:
                      f"many images per second as {NAMES.get(best, best)} but score {s['ddim50']['fid'] / peers[best]:.2f}x "
                      f"its MNIST-FID, where the target asks for 0.8x. It reached {peers[best]:.1f} after "
                      f"{seen[best]:,} training images, ours {s['ddim50']['fid']:.1f} after {seen['ours']:,}; we have no "
-                     "score of ours at equal images, so whether its U-Net learns faster per image is not measured, nor "
-                     "whether it gains as much from eta = 1.")
+                     "score of ours at equal images, so whether its U-Net learns faster per image is not measured."
+                     + _peer_eta1(res, best))
     vlb = data.get("vlb", {})
     if verdicts.get("vlb") is False and "perfect_L0" in vlb:
         notes.append(f"- **The bound:** {vlb['perfect_L0']['bits_per_dim']:.3f} of the {vlb['beta_tilde']['total']:.3f} "
@@ -248,6 +257,11 @@ def write_report(data: Dict, bench_dir: Path) -> None:
                       f"{alt['fid']:.2f} ({alt['fid_ratio']:.1f}x the floor), confident {alt['confident_share']:.1%}, "
                       f"class entropy {alt['entropy_bits']:.2f} bits (this run's sampling time is not comparable: "
                       "it shared the CPU)."]
+        eta1 = {name: r["samples"]["ddim50_eta1"] for name, r in res.items() if "ddim50_eta1" in r.get("samples", {})}
+        if len(eta1) > 1:
+            lines += ["", "The same DDIM-50 with eta = 1 (fresh noise at each step, as in DDPM): " + "; ".join(
+                f"{NAMES.get(name, name)} MNIST-FID {v['fid']:.2f} ({v['fid_ratio']:.1f}x the floor), confident "
+                f"{v['confident_share']:.1%}" for name, v in eta1.items()) + "."]
         if "ours" in res and res["ours"].get("samples"):
             lines += ["", f"### Our model: sampler steps against quality and time (n = {n})", "",
                       "| sampler | seconds | MNIST-FID | ratio to floor | confident | class entropy |",

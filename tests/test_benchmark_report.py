@@ -104,3 +104,16 @@ def test_report_of_a_smoke_run_without_the_20_minute_budget(tmp_path):
     report.write_report(data, tmp_path)
     text = (tmp_path / "RESULTS.md").read_text()
     assert "## 1 minutes of training each" in text and "defined for the 20-minute budget; not run yet" in text
+
+
+def test_a_peers_eta_1_row_does_not_enter_the_eta_0_comparison():
+    data = _data([{"seconds": 1000.0, "n": 250, "finished": "2026-11-24 04:00 UTC"}])
+    res = data["20min"]
+    res["ours"]["samples"]["ddim50"] = _sample(3.5, 100.0)          # 0.875x ddp's 4.0 at eta = 0: missed
+    res["ours"]["samples"]["ddim50_eta1"] = _sample(1.5, 100.0)
+    res["ddp"]["samples"]["ddim50_eta1"] = _sample(1.0, 300.0)      # better, but another sampler setting
+    assert report._peer_fids(res) == {"ddp": 4.0}
+    lines, verdicts = report._targets(data)
+    assert verdicts["peers"] is False
+    notes = "\n".join(report._limits(data, verdicts))
+    assert "With eta = 1 for both, ours scores 1.50 against its 1.00 (1.50x)." in notes
