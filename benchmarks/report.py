@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -36,12 +37,8 @@ SITTING_MINUTES = 30  # two timings this close together count as one sitting
 
 def _minutes_apart(a: str, b: str) -> float:
     """Minutes from timestamp a to b (both "YYYY-MM-DD HH:MM UTC")."""
-    from datetime import datetime
-
-    def parse(x: str) -> datetime:
-        return datetime.strptime(x, "%Y-%m-%d %H:%M UTC")
-
-    return (parse(b) - parse(a)).total_seconds() / 60
+    fmt = "%Y-%m-%d %H:%M UTC"
+    return (datetime.strptime(b, fmt) - datetime.strptime(a, fmt)).total_seconds() / 60
 
 
 def _same_sitting_speedup(ours: Dict) -> Optional[tuple]:
@@ -57,10 +54,10 @@ def _same_sitting_speedup(ours: Dict) -> Optional[tuple]:
         ddpm = again["ddpm1000"]  # both timed by one retime command
     else:
         chunks = ours.get("samples", {}).get("ddpm1000", {}).get("chunks") or []
-        full = [c for c in chunks if c["n"] == max(c["n"] for c in chunks)]
-        if not full:
+        if not chunks:
             return None
-        ddpm = max(full, key=lambda c: c["finished"])
+        size = max(c["n"] for c in chunks)  # a short last chunk runs at another batch size
+        ddpm = max((c for c in chunks if c["n"] == size), key=lambda c: c["finished"])
         if not 0 <= _minutes_apart(ddpm["finished"], ddim["finished"]) <= SITTING_MINUTES:
             return None
     return (ddpm["seconds"] / ddpm["n"]) / (ddim["seconds"] / ddim["n"]), ddpm, ddim

@@ -135,7 +135,8 @@ def guided_eps(model: torch.nn.Module, y: Tensor, w: float, joint: Optional[bool
         if w == 0:
             return model(x, t, y)
         y_null = torch.full_like(y, null)
-        if joint if joint is not None else x.device.type != "cpu":
+        one_batch = joint if joint is not None else x.device.type != "cpu"
+        if one_batch:
             cond, uncond = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, y_null])).chunk(2)
         else:
             cond, uncond = model(x, t, y), model(x, t, y_null)
