@@ -3,5 +3,20 @@ otherwise (nbval's kernels inherit this environment)."""
 
 import os
 
+import pytest
+
 os.environ.setdefault("DDPM_QUICK", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# nbval waits a hard-coded 5 s for each output message after a cell's reply (its issues #136, #231;
+# no option sets it). On a loaded 2-core CI machine the kernel's output thread can lag that long
+# behind a heavy cell, which fails a cell that ran fine. A minute per message is still far below
+# --nbval-cell-timeout (2000 s), so a kernel that really stops talking still fails.
+NBVAL_OUTPUT_TIMEOUT_S = 60
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Raise nbval's per-message output timeout on every notebook cell item."""
+    for item in items:
+        if hasattr(item, "output_timeout"):
+            item.output_timeout = NBVAL_OUTPUT_TIMEOUT_S
