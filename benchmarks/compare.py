@@ -1,17 +1,19 @@
 """ddpm_lib against diffusers and denoising-diffusion-pytorch at equal wall-clock training time.
 
     pip install -r benchmarks/requirements.txt
-    python benchmarks/compare.py --minutes 20            # the full run (about 3 h on 2 CPU cores, resumable)
+    python benchmarks/compare.py --minutes 20            # the full run (about 4 h on 2 CPU cores, resumable)
     python benchmarks/compare.py --minutes 1 --n 200     # a smoke run
     python benchmarks/compare.py retime --minutes 20     # time DDIM-50 again, in the same sitting as DDPM
+                                                         # (--model ours_small for the small preset)
 
 Each contender trains alone for ``--minutes`` on the MNIST training set (batch 128, AdamW lr 1e-3
 with 200 warm-up steps, gradient clipping 1.0, EMA 0.999: the same optimiser for all), then its
 EMA weights draw ``--n`` samples with its own library's DDIM sampler, 50 steps, eta = 0. The
 shipped classifier scores the samples (MNIST-FID against the test set with the real-data floor at
-the same n, confident share, class entropy). For our model the script adds the DDPM-1000 vs
-DDIM-{10, 20, 50, 100} quality/time curve, DDIM-50 with eta = 1, and training GFLOP/s against the
-CPU's measured peak.
+the same n, confident share, class entropy). We enter two models: the default ``UNetConfig()``
+(the notebooks' U-Net) and ``UNetConfig.small()`` (half the widths, meant for short CPU budgets).
+For each the script adds the DDPM-1000 vs DDIM-{10, 20, 50, 100} quality/time curve, DDIM-50 with
+eta = 1, and training GFLOP/s against the CPU's measured peak.
 
 Every finished stage is stored in ``OUT/results.json`` (samples in chunks), so an interrupted
 run picks up where it stopped; ``report`` rewrites RESULTS.md and the plot from it.
@@ -39,6 +41,8 @@ from ddpm_lib import (EMA, DiffusionConfig, TrainConfig, Trainer, UNet, UNetConf
 from ddpm_lib.metrics import SampleEvaluator, bits_per_dim, discretized_gaussian_log_likelihood  # noqa: E402
 
 BATCH, LR, WARMUP, CLIP, EMA_DECAY = 128, 1e-3, 200, 1.0, 0.999
+# our contenders: the default U-Net (the notebooks' model) and the small preset meant for short CPU budgets
+OURS = {"ours": UNetConfig(), "ours_small": UNetConfig.small()}
 CHUNK = 250  # samples are drawn (and cached) in chunks of this size
 
 
@@ -169,15 +173,19 @@ class Run:
         self.data = json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def save(self) -> None:
-        """Write results.json, merged into what is on disk (another invocation may have added stages)."""
-        def merge(disk: Dict, mine: Dict) -> Dict:
-            out = dict(disk)
-            for k, v in mine.items():
-                out[k] = merge(disk[k], v) if isinstance(v, dict) and isinstance(disk.get(k), dict) else v
-            return out
+        """Write results.json, merged with what is on disk (another invocation may have added stages).
+
+        The merge fills ``self.data`` in place (what this run holds wins), so references into it taken
+        before a save, such as a contender's result dict, still reach the file at the next save."""
+        def merge_into(mine: Dict, disk: Dict) -> None:
+            for k, v in disk.items():
+                if k not in mine:
+                    mine[k] = v
+                elif isinstance(mine[k], dict) and isinstance(v, dict):
+                    merge_into(mine[k], v)
 
         if self.path.exists():
-            self.data = merge(json.loads(self.path.read_text()), self.data)
+            merge_into(self.data, json.loads(self.path.read_text()))
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=1))
         tmp.replace(self.path)
@@ -210,43 +218,43 @@ class Run:
         return torch.cat(xs), seconds
 
 
-def ours_sampler(run: Run, key: str, steps: int, eta: float = 0.0) -> Callable[[int, int], torch.Tensor]:
+def ours_sampler(run: Run, key: str, steps: int, eta: float = 0.0, name: str = "ours") -> Callable[[int, int], torch.Tensor]:
     """Our trained model's sampler: DDPM (Algorithm 2) for 1000 steps, else DDIM with ``steps`` steps and ``eta``."""
-    model = UNet(UNetConfig())
-    model.load_state_dict(torch.load(run.out / f"ours_{key}.pt", weights_only=True))
+    model = UNet(OURS[name])
+    model.load_state_dict(torch.load(run.out / f"{name}_{key}.pt", weights_only=True))
     model.eval()
-    _, schedule = load_model(run.out / f"ours_{key}" / "checkpoint.pt", device="cpu")
+    _, schedule = load_model(run.out / f"{name}_{key}" / "checkpoint.pt", device="cpu")
     model.num_timesteps = schedule.T
     return (lambda k, s: ddpm_sample(model, schedule, k, seed=s)) if steps == 1000 else \
         (lambda k, s: ddim_sample(model, schedule, k, steps=steps, eta=eta, seed=s))
 
 
-def retime(run: Run, key: str, steps_list: list, seed: int) -> None:
+def retime(run: Run, key: str, steps_list: list, seed: int, name: str = "ours") -> None:
     """Time one chunk of each of our samplers again, back to back, and record every cached chunk's seconds.
 
     Sampling stages of a resumed run can lie days apart, and a shared machine's speed drifts; the
     seconds of two samplers only compare when measured in one sitting. The samples drawn here are
     thrown away (the cached ones are what is scored)."""
-    ours = run.data.get(key, {}).get("ours", {})
+    ours = run.data.get(key, {}).get(name, {})
     if "samples" not in ours:
-        raise SystemExit(f"retime: no sampled stages of our {key} model in {run.out}; run the benchmark first")
+        raise SystemExit(f"retime: no sampled stages of {name} ({key}) in {run.out}; run the benchmark first")
     bad = [s for s in steps_list if not 1 <= s <= 1000]
     if bad:
         raise SystemExit(f"retime: --retime takes DDIM step counts 1..999 or 1000 for DDPM, got {bad}")
     n = run.data["meta"]["n"]  # the chunks on disk belong to the run's sample count
     for label in ours["samples"]:
-        chunks = run.chunk_times(f"ours_{key}_{label}", n)
+        chunks = run.chunk_times(f"{name}_{key}_{label}", n)
         if chunks:
             ours["samples"][label]["chunks"] = chunks
     timings, sitting = ours.setdefault("retime", {}), _utc()
     for steps in steps_list:
         label = f"ddim{steps}" if steps < 1000 else "ddpm1000"
-        fn = ours_sampler(run, key, steps)
-        print(f"== timing ours {label} on {CHUNK} images")
+        fn = ours_sampler(run, key, steps, name=name)
+        print(f"== timing {name} {label} on {CHUNK} images")
         start = time.perf_counter()
         fn(CHUNK, seed * 1000)
         timings[label] = {"seconds": time.perf_counter() - start, "n": CHUNK, "finished": _utc(), "sitting": sitting}
-        print(f"ours {label}: {timings[label]['seconds']:.1f}s for {CHUNK} images")
+        print(f"{name} {label}: {timings[label]['seconds']:.1f}s for {CHUNK} images")
     run.save()
 
 
@@ -258,7 +266,9 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, default=20.0, help="training budget per contender")
     p.add_argument("--n", type=int, default=1000, help="samples per contender and sampler")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "runs"), help="cache folder")
-    p.add_argument("--only", nargs="*", default=["ours", "diffusers", "ddp"])
+    p.add_argument("--only", nargs="*", default=[*OURS, "diffusers", "ddp"],
+                   help="contenders to train and sample")
+    p.add_argument("--model", default="ours", choices=list(OURS), help="with retime: which of our models to time")
     p.add_argument("--curve", nargs="*", type=int, default=[10, 20, 50, 100, 1000],
                    help="our model's sampler steps for the quality/time curve (1000 = DDPM)")
     p.add_argument("--vlb-images", type=int, default=300,
@@ -281,7 +291,7 @@ def main(argv=None) -> int:
     if command not in meta["commands"]:
         meta["commands"].append(command)  # a resumed run adds its invocation
     if args.command == "retime":
-        retime(run, key, args.retime, args.seed)
+        retime(run, key, args.retime, args.seed, args.model)
         write_report(run.data, ROOT / "benchmarks")
         return 0
     meta.update(command=meta["commands"][0], torch=torch.__version__, threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
@@ -295,7 +305,8 @@ def main(argv=None) -> int:
     evaluator = SampleEvaluator(device="cpu")
 
     results = run.data.setdefault(key, {})
-    makers = {"ours": lambda: UNet(UNetConfig()), "diffusers": diffusers_unet, "ddp": lambda: ddp_models()[0]}
+    makers = {**{name: (lambda c=cfg: UNet(c)) for name, cfg in OURS.items()},
+              "diffusers": diffusers_unet, "ddp": lambda: ddp_models()[0]}
     unknown = set(args.only) - set(makers)
     if unknown:
         p.error(f"--only takes {sorted(makers)}, got {sorted(unknown)}")
@@ -306,10 +317,10 @@ def main(argv=None) -> int:
         if "steps" not in r:
             print(f"== training {name} for {args.minutes} min")
             seed_everything(args.seed)
-            if name == "ours":
+            if name in OURS:
                 trainer = Trainer(make(), DiffusionConfig(),
                                   TrainConfig(steps=None, max_minutes=args.minutes, seed=args.seed),
-                                  out_dir=run.out / f"ours_{key}", device="cpu")
+                                  out_dir=run.out / f"{name}_{key}", device="cpu")
                 trainer.fit(load_mnist())
                 ema, steps, seconds = trainer.ema.model, trainer.step, trainer.elapsed_s
                 loss_end = sum(trainer.history[-100:]) / len(trainer.history[-100:])
@@ -342,15 +353,16 @@ def main(argv=None) -> int:
     # DDPM-1000 come from the step count or from the deterministic sampler, and does the peer gain as much?
     jobs = [(name, 50, "ddim50") for name in args.only] + \
         [("diffusers", 50, "ddim50_clipped_eps")] * ("diffusers" in args.only) + \
-        [("ours", s, f"ddim{s}" if s < 1000 else "ddpm1000") for s in sorted(args.curve) if s != 50 and "ours" in args.only] + \
-        [(name, 50, "ddim50_eta1") for name in ("ours", "ddp") if name in args.only]
+        [(name, s, f"ddim{s}" if s < 1000 else "ddpm1000") for name in OURS if name in args.only
+         for s in sorted(args.curve) if s != 50] + \
+        [(name, 50, "ddim50_eta1") for name in (*OURS, "ddp") if name in args.only]
     for name, steps, label in jobs:
         r = results[name]
         if label in r.get("samples", {}):
             continue
         print(f"== sampling {name} {label}")
-        if name == "ours":
-            fn = ours_sampler(run, key, steps, eta=1.0 if label.endswith("_eta1") else 0.0)
+        if name in OURS:
+            fn = ours_sampler(run, key, steps, eta=1.0 if label.endswith("_eta1") else 0.0, name=name)
         else:
             model = makers[name]()
             model.load_state_dict(torch.load(run.out / f"{name}_{key}.pt", weights_only=True))

@@ -7,8 +7,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, Optional
 
-NAMES = {"ours": "ddpm_lib U-Net (ours)", "diffusers": "diffusers UNet2DModel (HF course)",
-         "ddp": "denoising-diffusion-pytorch Unet"}
+NAMES = {"ours": "ddpm_lib U-Net (ours)", "ours_small": "ddpm_lib U-Net, small preset (ours)",
+         "diffusers": "diffusers UNet2DModel (HF course)", "ddp": "denoising-diffusion-pytorch Unet"}
+OURS = ("ours", "ours_small")  # our contenders: UNetConfig() and UNetConfig.small()
+SHORT = {"ours": "default", "ours_small": "small preset"}
+BAR_LABELS = {"ours": "ddpm_lib\ndefault", "ours_small": "ddpm_lib\nsmall preset", "diffusers": "diffusers\n(HF course)",
+              "ddp": "denoising-\ndiffusion-\npytorch"}
+
+
+def _ours_first(res: Dict) -> list:
+    """Contender names in display order: our models, then the peers."""
+    return [n for n in OURS if n in res] + [n for n in res if n not in OURS]
+
+
+def _key(target: str, who: str) -> str:
+    """Verdict id of a target for one of our models: "floor" for the default, "floor:ours_small" for the preset."""
+    return target if who == "ours" else f"{target}:{who}"
 
 
 def _pretty(label: str) -> str:
@@ -63,7 +77,7 @@ def _same_sitting_speedup(ours: Dict) -> Optional[tuple]:
     return (ddpm["seconds"] / ddpm["n"]) / (ddim["seconds"] / ddim["n"]), ddpm, ddim
 
 
-def _timing(ours: Dict, minutes: str, n: Optional[int]) -> list:
+def _timing(ours: Dict, minutes: str, n: Optional[int], who: str = "ours") -> list:
     """Seconds of every sampling chunk, so that a drift of the machine's speed between sittings shows."""
     rows = []
     for label, s in sorted(ours.get("samples", {}).items(), key=lambda kv: _calls(kv[0])):
@@ -78,7 +92,8 @@ def _timing(ours: Dict, minutes: str, n: Optional[int]) -> list:
         return []
     out = ["", "Sampling time chunk by chunk. The stages of a resumed run may lie hours apart on a shared machine "
            "whose speed drifts; the milliseconds per image per network evaluation show it. Seconds of two samplers "
-           f"compare only within one sitting, hence `python benchmarks/compare.py retime --minutes {minutes} --n {n}`, "
+           f"compare only within one sitting, hence `python benchmarks/compare.py retime --minutes {minutes} --n {n}"
+           + ("" if who == "ours" else f" --model {who}") + "`, "
            "which times DDIM-50 again (add `--retime 50 1000` to time DDPM-1000 beside it).", "",
            "| sampler | chunk | images | seconds | ms / image / call | finished |", "|---|---|---|---|---|---|", *rows]
     same = _same_sitting_speedup(ours)
@@ -102,18 +117,32 @@ def _targets(data: Dict) -> tuple:
     if budget is None:
         return out + ["The targets are defined for the 20-minute budget; not run yet.", ""], {}
     res = data[budget]
-    ours = res.get("ours", {})
-    s = ours.get("samples", {})
     rows = []
+    for who in [w for w in OURS if w in res]:
+        rows += _our_targets(data, res, who)
+    if "beta_tilde" in data.get("vlb", {}):
+        best = min(v["total"] for k, v in data["vlb"].items() if k in ("beta_tilde", "beta"))
+        rows.append(("vlb", "shipped model's bound below 1.38 bits/dim", "shipped U-Net", f"{best:.3f}", best < 1.38))
+    out += ["| target | model | measured | |", "|---|---|---|---|"]
+    out += [f"| {name} | {model} | {value} | {'met' if ok else ('pending' if ok is None else '**missed**')} |"
+            for _, name, model, value, ok in rows]
+    return out + [""], {key: ok for key, _, _, _, ok in rows}
+
+
+def _our_targets(data: Dict, res: Dict, who: str) -> list:
+    """The target rows (id, target, model, measured, verdict) of one of our models."""
+    ours = res[who]
+    s = ours.get("samples", {})
+    model, rows = SHORT[who], []
     if "ddim50" in s:
         ratio = s["ddim50"]["fid_ratio"]
-        rows.append(("floor", f"MNIST-FID within 4x of the real-data floor (n = {data.get('meta', {}).get('n')}, DDIM-50)",
-                     f"{ratio:.2f}x", ratio <= 4))
+        rows.append((_key("floor", who), f"MNIST-FID within 4x of the real-data floor (n = {data.get('meta', {}).get('n')}, DDIM-50)",
+                     model, f"{ratio:.2f}x", ratio <= 4))
         peers = _peer_fids(res)
         if peers:
             best = min(peers.values())
-            rows.append(("peers", "clearly better than both peers at the same budget (< 0.8x the better peer's MNIST-FID)",
-                         f"ours {s['ddim50']['fid']:.1f} vs " + ", ".join(f"{n} {v:.1f}" for n, v in peers.items()),
+            rows.append((_key("peers", who), "clearly better than both peers at the same budget (< 0.8x the better peer's MNIST-FID)",
+                         model, f"ours {s['ddim50']['fid']:.1f} vs " + ", ".join(f"{n} {v:.1f}" for n, v in peers.items()),
                          s["ddim50"]["fid"] < 0.8 * best))
     name = "DDIM-50 within 1.2x of DDPM-1000's MNIST-FID at >= 15x less time"
     if "ddim50" in s and "ddpm1000" in s:
@@ -124,34 +153,29 @@ def _targets(data: Dict) -> tuple:
         extra = (f"; with eta = 1 at 50 steps {stochastic['fid'] / s['ddpm1000']['fid']:.2f}x the FID (one seed)"
                  if stochastic else "")
         if same:  # the one-sitting ratio decides; the totals from different sittings are shown beside it
-            rows.append(("ddim", name, f"{q:.2f}x the FID, {same[0]:.1f}x faster in one sitting ({speed:.1f}x from "
-                         f"the stage totals, timed in different sittings){extra}", q <= 1.2 and same[0] >= 15))
+            rows.append((_key("ddim", who), name, model, f"{q:.2f}x the FID, {same[0]:.1f}x faster in one sitting "
+                         f"({speed:.1f}x from the stage totals, timed in different sittings){extra}",
+                         q <= 1.2 and same[0] >= 15))
         else:
-            rows.append(("ddim", name, f"{q:.2f}x the FID, {speed:.1f}x faster (stage totals; not re-timed in one "
-                         f"sitting){extra}", q <= 1.2 and speed >= 15))
+            rows.append((_key("ddim", who), name, model, f"{q:.2f}x the FID, {speed:.1f}x faster (stage totals; not "
+                         f"re-timed in one sitting){extra}", q <= 1.2 and speed >= 15))
     elif "ddim50" in s:
-        rows.append(("ddim", name, "DDPM-1000 not sampled yet", None))
+        rows.append((_key("ddim", who), name, model, "DDPM-1000 not sampled yet", None))
     if "peak_fraction" in ours:
-        rows.append(("throughput", "training throughput >= 50% of the CPU's fp32 peak", f"{ours['peak_fraction']:.0%}",
-                     ours["peak_fraction"] >= 0.5))
-    if "beta_tilde" in data.get("vlb", {}):
-        best = min(v["total"] for k, v in data["vlb"].items() if k in ("beta_tilde", "beta"))
-        rows.append(("vlb", "shipped model's bound below 1.38 bits/dim", f"{best:.3f}", best < 1.38))
-    out += ["| target | measured | |", "|---|---|---|"]
-    out += [f"| {name} | {value} | {'met' if ok else ('pending' if ok is None else '**missed**')} |"
-            for _, name, value, ok in rows]
-    return out + [""], {key: ok for key, _, _, ok in rows}
+        rows.append((_key("throughput", who), "training throughput >= 50% of the CPU's fp32 peak", model,
+                     f"{ours['peak_fraction']:.0%}", ours["peak_fraction"] >= 0.5))
+    return rows
 
 
 def _peer_fids(res: Dict) -> Dict[str, float]:
     """Each peer's best DDIM-50 (eta = 0) MNIST-FID; diffusers is also scored with its clipped-eps variant."""
     return {n: min(v["fid"] for k, v in r["samples"].items() if k in ("ddim50", "ddim50_clipped_eps"))
-            for n, r in res.items() if n != "ours" and "ddim50" in r.get("samples", {})}
+            for n, r in res.items() if n not in OURS and "ddim50" in r.get("samples", {})}
 
 
-def _peer_eta1(res: Dict, peer: str) -> str:
+def _peer_eta1(res: Dict, peer: str, who: str = "ours") -> str:
     """A sentence comparing ours and a peer at DDIM-50 with eta = 1, if both were sampled so."""
-    ours, theirs = (res.get(n, {}).get("samples", {}).get("ddim50_eta1") for n in ("ours", peer))
+    ours, theirs = (res.get(n, {}).get("samples", {}).get("ddim50_eta1") for n in (who, peer))
     if not ours or not theirs:
         return " Whether it gains as much from eta = 1 was not measured."
     return (f" With eta = 1 for both, ours scores {ours['fid']:.2f} against its {theirs['fid']:.2f} "
@@ -167,11 +191,25 @@ def _top_class(s: Dict) -> tuple:
 def _limits(data: Dict, verdicts: Dict[str, Optional[bool]]) -> list:
     """For each missed target, what the measurements say limits it (built from the numbers, not by hand)."""
     res = data.get("20min", {})
-    ours, s = res.get("ours", {}), res.get("ours", {}).get("samples", {})
-    notes = []
-    if verdicts.get("ddim") is False and "ddpm1000" in s:
+    notes, explained = [], set()
+    for who in [w for w in OURS if w in res]:
+        notes += _our_limits(res, who, verdicts, explained)
+    vlb = data.get("vlb", {})
+    if verdicts.get("vlb") is False and "perfect_L0" in vlb:
+        notes.append(f"- **The bound:** {vlb['perfect_L0']['bits_per_dim']:.3f} of the {vlb['beta_tilde']['total']:.3f} "
+                     "bits/dim is the fixed decoder variance of Eq. 13, paid even by a perfect model; learned "
+                     "variances (Nichol & Dhariwal 2021) are the known remedy and are not part of Ho et al.'s model.")
+    return (["### What limits the missed targets", "", *notes, ""]) if notes else []
+
+
+def _our_limits(res: Dict, who: str, verdicts: Dict[str, Optional[bool]], explained: set) -> list:
+    """The notes on the missed targets of one of our models; ``explained`` collects the readings already
+    given for an earlier model, so that a second model's note refers to them instead of repeating them."""
+    ours, s = res[who], res[who].get("samples", {})
+    tag, notes = ("" if who == "ours" else f" ({SHORT[who]})"), []
+    if verdicts.get(_key("ddim", who)) is False and "ddpm1000" in s:
         d50, d1000, eta1 = s["ddim50"], s["ddpm1000"], s.get("ddim50_eta1")
-        note = f"- **DDIM-50 against DDPM-1000:** DDIM-50 with eta = 0 scores {d50['fid']:.2f} against DDPM-1000's {d1000['fid']:.2f}"
+        note = f"- **DDIM-50 against DDPM-1000{tag}:** DDIM-50 with eta = 0 scores {d50['fid']:.2f} against DDPM-1000's {d1000['fid']:.2f}"
         if "ddim100" in s:
             change = s["ddim100"]["fid"] / d50["fid"] - 1
             note += f"; DDIM-100 with eta = 0 scores {s['ddim100']['fid']:.2f} ({change:+.0%} from 50 steps)"
@@ -181,34 +219,42 @@ def _limits(data: Dict, verdicts: Dict[str, Optional[bool]]) -> list:
         share, digit = _top_class(d50)
         ref_share, _ = _top_class(d1000)
         note += (f". A symptom: DDIM-50 with eta = 0 puts {share:.0%} of its samples in the class {digit}, DDPM-1000 at "
-                 f"most {ref_share:.0%} in any class. Our reading, not tested further: the deterministic path keeps "
-                 "the errors of a noise prediction this early in training, and fresh noise lets later steps correct "
-                 "them. Notebook 05 finds eta = 1 better on the 70-minute shipped model too, but there DDIM-50 with "
-                 "eta = 0 is already no worse than DDPM-1000 (n = 100). The target row keeps the benchmark's eta = 0 "
-                 "setting.")
+                 f"most {ref_share:.0%} in any class.")
+        if "eta" in explained:
+            note += " The same reading as above."
+        else:
+            explained.add("eta")
+            note += (" Our reading, not tested further: the deterministic path keeps the errors of a noise "
+                     "prediction this early in training, and fresh noise lets later steps correct them. Notebook 05 "
+                     "finds eta = 1 better on the 70-minute shipped model too, but there DDIM-50 with eta = 0 is "
+                     "already no worse than DDPM-1000 (n = 100). The target row keeps the benchmark's eta = 0 setting.")
         notes.append(note)
-    if verdicts.get("floor") is False:
-        note = (f"- **Distance to the floor:** {ours['steps']} steps of batch 128 are "
+    if verdicts.get(_key("floor", who)) is False:
+        note = (f"- **Distance to the floor{tag}:** {ours['steps']} steps of batch 128 are "
                 f"{ours['steps'] * 128 / 60000:.2f} epochs of MNIST")
         if "ddpm1000" in s:
             note += f"; even DDPM-1000 sampling of this model is {s['ddpm1000']['fid_ratio']:.1f}x the floor"
+        if "ddim50_eta1" in s:
+            note += f", DDIM-50 with eta = 1 {s['ddim50_eta1']['fid_ratio']:.1f}x"
+        for other in [w for w in OURS if w != who and "ddim50" in res.get(w, {}).get("samples", {})
+                      and res[w]["steps"] > ours["steps"]]:  # a cheaper model of ours that saw more images
+            o = res[other]
+            note += (f". The {SHORT[other]} ({o['params'] / 1e6:.2f}M parameters, {o['train_gflop_per_image']:.2f} "
+                     f"against {ours['train_gflop_per_image']:.2f} GFLOP per training image) saw "
+                     f"{o['steps'] * 128 / 60000:.2f} epochs in the same time and scores "
+                     f"{o['samples']['ddim50']['fid_ratio']:.1f}x with DDIM-50")
         notes.append(note + ".")
     peers = _peer_fids(res)
-    if verdicts.get("peers") is False and peers:
+    if verdicts.get(_key("peers", who)) is False and peers:
         best = min(peers, key=peers.get)
-        seen = {n: res[n]["steps"] * 128 for n in ("ours", best)}
-        notes.append(f"- **Against the peers:** we train {ours['images_per_s'] / res[best]['images_per_s']:.1f}x as "
+        seen = {n: res[n]["steps"] * 128 for n in (who, best)}
+        notes.append(f"- **Against the peers{tag}:** we train {ours['images_per_s'] / res[best]['images_per_s']:.1f}x as "
                      f"many images per second as {NAMES.get(best, best)} but score {s['ddim50']['fid'] / peers[best]:.2f}x "
                      f"its MNIST-FID, where the target asks for 0.8x. It reached {peers[best]:.1f} after "
-                     f"{seen[best]:,} training images, ours {s['ddim50']['fid']:.1f} after {seen['ours']:,}; we have no "
+                     f"{seen[best]:,} training images, ours {s['ddim50']['fid']:.1f} after {seen[who]:,}; we have no "
                      "score of ours at equal images, so whether its U-Net learns faster per image is not measured."
-                     + _peer_eta1(res, best))
-    vlb = data.get("vlb", {})
-    if verdicts.get("vlb") is False and "perfect_L0" in vlb:
-        notes.append(f"- **The bound:** {vlb['perfect_L0']['bits_per_dim']:.3f} of the {vlb['beta_tilde']['total']:.3f} "
-                     "bits/dim is the fixed decoder variance of Eq. 13, paid even by a perfect model; learned "
-                     "variances (Nichol & Dhariwal 2021) are the known remedy and are not part of Ho et al.'s model.")
-    return (["### What limits the missed targets", "", *notes, ""]) if notes else []
+                     + _peer_eta1(res, best, who))
+    return notes
 
 
 def write_report(data: Dict, bench_dir: Path) -> None:
@@ -237,7 +283,7 @@ def write_report(data: Dict, bench_dir: Path) -> None:
         lines += [f"## {budget.replace('min', ' minutes')} of training each, n = {n} samples, DDIM-50 (eta 0)", "",
                   "| contender | parameters | images/s | iterations | train GFLOP/s (% of peak) | MNIST-FID (floor) | ratio | confident | class entropy (bits) | sampling s |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
-        for name, r in res.items():
+        for name, r in ((n, res[n]) for n in _ours_first(res)):
             s = r.get("samples", {}).get("ddim50")
             if "steps" not in r:
                 continue
@@ -259,12 +305,12 @@ def write_report(data: Dict, bench_dir: Path) -> None:
             lines += ["", "The same DDIM-50 with eta = 1 (fresh noise at each step, as in DDPM): " + "; ".join(
                 f"{NAMES.get(name, name)} MNIST-FID {v['fid']:.2f} ({v['fid_ratio']:.1f}x the floor), confident "
                 f"{v['confident_share']:.1%}" for name, v in eta1.items()) + "."]
-        if "ours" in res and res["ours"].get("samples"):
-            lines += ["", f"### Our model: sampler steps against quality and time (n = {n})", "",
+        for who in [w for w in OURS if res.get(w, {}).get("samples")]:
+            lines += ["", f"### {NAMES[who]}: sampler steps against quality and time (n = {n})", "",
                       "| sampler | seconds | MNIST-FID | ratio to floor | confident | class entropy |",
-                      "|---|---|---|---|---|---|", *_curve_rows(res["ours"]), "",
-                      "Seconds are stage totals; stages ran in different sittings (see the chunk table below).",
-                      *_timing(res["ours"], budget.replace("min", ""), n)]
+                      "|---|---|---|---|---|---|", *_curve_rows(res[who]), "",
+                      "Seconds are stage totals; stages may have run in different sittings (see the chunk table below).",
+                      *_timing(res[who], budget.replace("min", ""), n, who)]
         lines.append("")
     vlb = data.get("vlb", {})
     if vlb:
@@ -301,40 +347,44 @@ def write_report(data: Dict, bench_dir: Path) -> None:
     budget = budgets[-1]
     res = data[budget]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
-    names = [n for n in res if res[n].get("samples", {}).get("ddim50")]
+    names = [n for n in _ours_first(res) if res[n].get("samples", {}).get("ddim50")]
     ratios = [res[n]["samples"]["ddim50"]["fid_ratio"] for n in names]
-    a.bar([NAMES.get(n, n).split(" (")[0].replace(" ", "\n", 1) for n in names], ratios,
-          color=["C0" if n == "ours" else "C7" for n in names])
+    a.bar([BAR_LABELS.get(n, n) for n in names], ratios,
+          color=["C0" if n == "ours" else "C1" if n in OURS else "C7" for n in names])
     a.axhline(1, color="k", lw=0.8, ls="--", label="real data (floor)")
     a.set_ylabel("MNIST-FID / real-data floor (lower is better)")
     a.set_yscale("log")
     a.set_title(f"{budget.replace('min', ' min')} CPU training each, DDIM-50")
     a.legend()
-    curve = res.get("ours", {}).get("samples", {})
-    if curve:
+    for who, color in zip(OURS, ("C0", "C1")):
+        curve = res.get(who, {}).get("samples", {})
+        if not curve:
+            continue
         # x: network calls per sample, not seconds: the stages ran in different sittings at different
         # machine speeds (RESULTS.md's timing table), while the call count is what sampling time follows
         pts = sorted(curve.items(), key=lambda kv: _calls(kv[0]))
         line = [(k, v) for k, v in pts if "_" not in k]  # eta = 0 DDIM and DDPM; eta = 1 as a separate marker
-        b.plot([_calls(k) for k, _ in line], [v["fid"] for _, v in line], "o-", label="DDIM (eta = 0), DDPM")
+        b.plot([_calls(k) for k, _ in line], [v["fid"] for _, v in line], "o-", color=color,
+               label=f"{SHORT[who]}: DDIM (eta = 0), DDPM")
         for label, v in pts:
             if label.endswith("_eta1"):
-                b.plot([_calls(label)], [v["fid"]], "s", color="C3", label="DDIM-50, eta = 1")
-            b.annotate(_pretty(label), (_calls(label), v["fid"]), textcoords="offset points",
-                       xytext=(4, -12 if label.endswith("_eta1") else 4), fontsize=8)
-        b.axhline(pts[0][1]["fid_floor"], color="k", lw=0.8, ls="--", label="real-data floor")
+                b.plot([_calls(label)], [v["fid"]], "s", color=color, mfc="white", label=f"{SHORT[who]}: DDIM-50, eta = 1")
+            if who == "ours":  # sampler names once, on the default's curve
+                b.annotate(_pretty(label), (_calls(label), v["fid"]), textcoords="offset points",
+                           xytext=(4, -12 if label.endswith("_eta1") else 4), fontsize=8)
+        b.axhline(pts[0][1]["fid_floor"], color="k", lw=0.8, ls="--", label="real-data floor" if who == "ours" else None)
         b.set_xscale("log")
         b.set_yscale("log")
         b.set_xlabel("network calls per sample (sampling time is proportional)")
         b.set_ylabel(f"MNIST-FID, n = {meta.get('n')}")
         b.set_title("ours: quality vs sampling cost")
-        b.legend()
+        b.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(bench_dir / "results.png", dpi=90)
     plt.close(fig)
 
     runs = Path(meta.get("out", bench_dir / "runs"))
-    grids = [(n, runs / f"grid_{n}_{budget}_ddim50.pt") for n in res]
+    grids = [(n, runs / f"grid_{n}_{budget}_ddim50.pt") for n in _ours_first(res)]
     grids = [(n, g) for n, g in grids if g.exists()]
     if grids:
         fig, axes = plt.subplots(len(grids), 1, figsize=(8, 1.0 * len(grids) + 0.3))

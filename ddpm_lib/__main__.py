@@ -166,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--minutes", type=float, default=None, help="wall-clock training budget")
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--base-channels", type=int, default=32, help="U-Net width at 28x28")
+    t.add_argument("--base-channels", type=int, default=UNetConfig().base_channels,
+                   help=f"U-Net width at 28x28 ({UNetConfig.small().base_channels}: UNetConfig.small(), the better "
+                        "choice for budgets of minutes on a CPU)")
     t.add_argument("--subset", type=int, default=None, help="train on n random images")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
@@ -225,8 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
-        print("demo: a 3-minute U-Net training run; see `python -m ddpm_lib --help` for more")
-        argv = ["train", "--out", "runs/demo", "--minutes", "3"]
+        print("demo: a 3-minute training run of the small U-Net preset; see `python -m ddpm_lib --help` for more")
+        argv = ["train", "--out", "runs/demo", "--minutes", "3", "--base-channels", str(UNetConfig.small().base_channels)]
     args = build_parser().parse_args(argv)
     if args.command is None:
         build_parser().print_help()

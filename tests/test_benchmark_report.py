@@ -19,6 +19,7 @@ def _sample(fid: float, seconds: float, chunks=None, histogram=(50,) * 10) -> di
 
 def _data(ddpm_chunks, retime=None) -> dict:
     ours = {"params": 2e6, "steps": 10, "images_per_s": 90.0, "train_gflops": 100.0, "peak_fraction": 0.7,
+            "train_gflop_per_image": 1.5,
             "samples": {"ddim50": _sample(1.9, 100.0), "ddpm1000": _sample(2.0, 4000.0, ddpm_chunks)}}
     if retime:
         ours["retime"] = {"ddim50": retime}
@@ -117,3 +118,46 @@ def test_a_peers_eta_1_row_does_not_enter_the_eta_0_comparison():
     assert verdicts["peers"] is False
     notes = "\n".join(report._limits(data, verdicts))
     assert "With eta = 1 for both, ours scores 1.50 against its 1.00 (1.50x)." in notes
+
+
+def test_the_small_preset_gets_its_own_target_rows_and_notes(tmp_path):
+    chunks = [{"seconds": 1000.0, "n": 250, "finished": "2026-11-24 04:00 UTC"}]
+    data = _data(chunks)
+    res = data["20min"]
+    res["ours"]["samples"]["ddim50"] = _sample(3.5, 100.0)            # default: 7x the floor, 0.875x the peer
+    res["ours_small"] = {"params": 5e5, "steps": 40, "images_per_s": 300.0, "train_gflops": 60.0, "train_gflop_per_image": 0.4,
+                         "peak_fraction": 0.4, "samples": {"ddim50": _sample(1.5, 30.0)}}  # 3x, 0.375x the peer
+    assert report._peer_fids(res) == {"ddp": 4.0}  # our second model is not a peer
+    lines, verdicts = report._targets(data)
+    assert verdicts["floor"] is False and verdicts["peers"] is False
+    assert verdicts["floor:ours_small"] is True and verdicts["peers:ours_small"] is True
+    assert verdicts["throughput:ours_small"] is False and verdicts["ddim:ours_small"] is None  # no DDPM-1000 yet
+    assert any(line.startswith("| MNIST-FID within 4x") and "| small preset | 3.00x | met |" in line for line in lines)
+    notes = "\n".join(report._limits(data, verdicts))
+    assert "Distance to the floor:" in notes and "Distance to the floor (small preset)" not in notes
+    assert ("The small preset (0.50M parameters, 0.40 against 1.50 GFLOP per training image) saw 0.09 epochs in the "
+            "same time and scores 3.0x with DDIM-50.") in notes
+    data["meta"]["out"] = str(tmp_path / "runs")
+    report.write_report(data, tmp_path)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| ddpm_lib U-Net, small preset (ours) | 0.50M | 300 | 40 |" in text
+    assert "### ddpm_lib U-Net, small preset (ours): sampler steps" in text
+
+
+def test_results_file_keeps_stages_added_through_references_taken_before_a_save(tmp_path):
+    import compare
+
+    run = compare.Run(tmp_path)
+    contender = run.data.setdefault("20min", {}).setdefault("ours_small", {})
+    samples = contender.setdefault("samples", {})
+    for label in ("ddim50", "ddim10", "ddim20", "ddpm1000"):  # one save per stage, as the benchmark does
+        samples[label] = {"fid": 1.0}
+        run.save()
+    other = compare.Run(tmp_path)  # another invocation adds a stage of its own, then this run saves again
+    other.data["20min"]["ddp"] = {"steps": 5}
+    other.save()
+    contender["retime"] = {"ddim50": {"seconds": 1.0}}
+    run.save()
+    on_disk = compare.Run(tmp_path).data["20min"]
+    assert set(on_disk["ours_small"]["samples"]) == {"ddim50", "ddim10", "ddim20", "ddpm1000"}
+    assert on_disk["ddp"] == {"steps": 5} and "retime" in on_disk["ours_small"]

@@ -117,3 +117,15 @@ def test_evaluate_prints_one_json_line_of_metrics(tmp_path):
     assert 0 < result["bits_per_dim"] < 8 and set(result["bits_per_dim_terms"]) >= {"L_T", "L_0"}
     r = run("evaluate", "--checkpoint", str(tmp_path / "none.pt"))
     assert r.returncode == 1 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
+
+
+def test_the_demo_trains_the_small_preset_for_three_minutes(monkeypatch):
+    import ddpm_lib.__main__ as cli
+    from ddpm_lib import UNetConfig
+
+    seen = {}
+    monkeypatch.setattr(cli, "cmd_train", lambda args: seen.setdefault("args", args) and 0)
+    assert cli.main([]) == 0
+    args = seen["args"]
+    assert args.minutes == 3 and args.model == "unet" and args.out == "runs/demo"
+    assert args.base_channels == UNetConfig.small().base_channels < UNetConfig().base_channels

@@ -38,6 +38,21 @@ def test_default_unet_size_and_layout(unet):
     assert feats["ResBlock"] == {(28, 28), (14, 14), (7, 7)}  # no padding to 32
 
 
+def test_small_preset_is_the_same_layout_at_a_quarter_of_the_cost(unet):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    small = UNet(UNetConfig.small()).eval()
+    assert [type(m).__name__ for m in small.modules()] == [type(m).__name__ for m in unet.modules()]
+    assert 0.2 <= count_parameters(small) / count_parameters(unet) <= 0.3  # widths halved: ~1/4
+    flops = []
+    for model in (unet, small):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(torch.zeros(1, 1, 28, 28), torch.tensor([0]))
+        flops.append(counter.get_total_flops())
+    assert 0.2 <= flops[1] / flops[0] <= 0.3, flops
+    assert UNetConfig.small(num_classes=10).num_classes == 10  # overrides pass through
+
+
 @pytest.mark.parametrize("batch", [1, 7, 128])
 def test_output_shape_equals_input_shape(unet, mlp, batch):
     x = torch.randn(batch, 1, 28, 28)
