@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--base-channels", type=int, default=UNetConfig().base_channels,
                    help=f"U-Net width at 28x28 ({UNetConfig.small().base_channels}: UNetConfig.small(), the better "
-                        "choice for budgets of minutes on a CPU)")
+                        "choice for CPU budgets of tens of minutes)")
     t.add_argument("--subset", type=int, default=None, help="train on n random images")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")

@@ -48,7 +48,7 @@ class UNetConfig:
     @classmethod
     def small(cls, **overrides) -> "UNetConfig":
         """Half the widths (16, 32, 64): a quarter of the default's FLOPs and parameters, the same
-        architecture. The better use of a few minutes of CPU training: at 20 minutes on 2 cores it
+        architecture. The better use of tens of minutes of CPU training: at 20 minutes on 2 cores it
         sees about 3x the images and reaches about half the default's MNIST-FID
         (benchmarks/RESULTS.md). The default is the model the notebooks train and ship."""
         base = dict(base_channels=16)
