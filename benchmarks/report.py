@@ -167,6 +167,76 @@ def _our_targets(data: Dict, res: Dict, who: str) -> list:
     return rows
 
 
+def spearman(a, b) -> float:
+    """Spearman rank correlation of two equally long lists (no ties expected)."""
+    def ranks(v):
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        r = [0] * len(v)
+        for rank, i in enumerate(order):
+            r[i] = rank
+        return r
+
+    ra, rb = ranks(a), ranks(b)
+    n = len(a)
+    return 1 - 6 * sum((x - y) ** 2 for x, y in zip(ra, rb)) / (n * (n * n - 1))
+
+
+def discordant_pairs(rows, key_a: str = "fid", key_b: str = "fid2"):
+    """Pairs of rows that the two keys order differently."""
+    return [(r, q) for i, r in enumerate(rows) for q in rows[i + 1:]
+            if (r[key_a] - q[key_a]) * (r[key_b] - q[key_b]) < 0]
+
+
+def judge_section(j: Dict) -> list:
+    """RESULTS.md section from benchmarks/judges.py's output: where the CNN and MLP judges disagree."""
+    n, fl = j["n"], j["floor"]
+    val = [r for r in j["validation"] if r["family"] != "real"]
+    samples = j["samples"]
+    lines = ["## The two judges: where they agree and where they do not", "",
+             f"Produced by `python benchmarks/judges.py` (n = {n}, seed {j['seed']}). Main judge: "
+             f"{j['judges']['main']['kind'].upper()} ({j['judges']['main']['test_accuracy']:.2%} test accuracy); "
+             f"second: {j['judges']['second']['kind'].upper()} ({j['judges']['second']['test_accuracy']:.2%}), "
+             f"no convolutional prior. Real-data floor over 10 draws: MNIST-FID {fl['fid']['mean']:.2f} ± "
+             f"{fl['fid']['std']:.2f}, MLP-FID {fl['fid2']['mean']:.2f} ± {fl['fid2']['std']:.2f}.", "",
+             "| sample set (shipped U-Net) | seconds | MNIST-FID | MLP-FID | precision | recall | confident | not a digit |",
+             "|---|---|---|---|---|---|---|---|"]
+    for s in samples:
+        lines.append(f"| {s['sampler']} | {s['seconds']:.0f} | {s['fid']:.2f} | {s['fid2']:.2f} | {s['precision']:.3f} | "
+                     f"{s['recall']:.3f} | {s['confident_share']:.1%} | {s['rejected_share']:.1%} |")
+    rho_s = spearman([s["fid"] for s in samples], [s["fid2"] for s in samples])
+    rho_v = spearman([r["fid"] for r in val], [r["fid2"] for r in val])
+    lines += ["", f"Rank agreement (Spearman) of the two MNIST-FIDs: {rho_s:.2f} over these {len(samples)} sample "
+              f"sets, {rho_v:.2f} over the {len(val)} corrupted sets of the validation bench."]
+    pairs = discordant_pairs(samples)
+    if pairs:
+        lines += ["", "Sample sets the judges order differently (MNIST-FID / MLP-FID):", ""]
+        lines += [f"- {a['sampler']} ({a['fid']:.2f} / {a['fid2']:.2f}) vs {b['sampler']} "
+                  f"({b['fid']:.2f} / {b['fid2']:.2f})" for a, b in pairs]
+    else:
+        lines += ["", "Both judges order all sample sets the same way."]
+    by_family = {}
+    for r in val:
+        by_family.setdefault(r["family"], []).append(r)
+    lines += ["", "On the validation bench, ratio to each judge's own floor at the mildest step of each family "
+              "(CNN / MLP); the judges disagree most where one ratio is several times the other:", ""]
+    for fam, rows in by_family.items():
+        r = rows[0]
+        lines.append(f"- {fam} {r['strength']:g}: {r['fid_ratio']:.1f}x / {r['fid2_ratio']:.1f}x")
+    return lines
+
+
+def _second_opinion(s: Dict) -> str:
+    """'MLP-FID (floor) | precision / recall' cells; dashes for samples scored by the first judge."""
+    if s.get("fid2") is None:
+        return "- | -"
+    return f"{s['fid2']:.2f} ({s['fid2_floor']:.2f}) | {s['precision']:.2f} / {s['recall']:.2f}"
+
+
+def _scored_by_first_judge(data: Dict, budgets) -> bool:
+    return any(v.get("fid2") is None for b in budgets for r in data[b].values() if isinstance(r, dict)
+               for v in r.get("samples", {}).values())
+
+
 def _peer_fids(res: Dict) -> Dict[str, float]:
     """Each peer's best DDIM-50 (eta = 0) MNIST-FID; diffusers is also scored with its clipped-eps variant."""
     return {n: min(v["fid"] for k, v in r["samples"].items() if k in ("ddim50", "ddim50_clipped_eps"))
@@ -274,21 +344,28 @@ def write_report(data: Dict, bench_dir: Path) -> None:
                 " The run is resumable stage by stage; it was continued with "
                 + ", ".join(f"`{c}`" for c in meta["commands"][1:]) + "."),
              f"Measured fp32 peak (2048x2048 matmul): {meta.get('peak_gflops', float('nan')):.0f} GFLOP/s.", "",
-             "MNIST-FID: Fréchet distance of the shipped classifier's features (`ddpm_lib.metrics`) between "
+             "MNIST-FID: Fréchet distance of the shipped CNN judge's features (`ddpm_lib.metrics`) between "
              "the samples and the 10,000 test images; the floor is the same distance for as many real "
-             "training images. Only numbers at equal n compare.", ""]
+             "training images. MLP-FID: the same in the second judge's features (an MLP, a different kind "
+             "of network). Precision and recall: Kynkäänniemi et al. 2019 in the CNN's features. Only "
+             "numbers at equal n compare.", ""]
+    if _scored_by_first_judge(data, budgets):
+        lines += ["Samples without an MLP-FID were scored by the project's first judge (a 10-class CNN, "
+                  "before the evaluator was validated in notebook 04, with a different feature space): "
+                  "their MNIST-FIDs compare with each other, not with numbers from the validated judges. "
+                  "Rerun `python benchmarks/compare.py` to score them anew.", ""]
     for budget in budgets:
         res = data[budget]
         n = meta.get("n")
         lines += [f"## {budget.replace('min', ' minutes')} of training each, n = {n} samples, DDIM-50 (eta 0)", "",
-                  "| contender | parameters | images/s | iterations | train GFLOP/s (% of peak) | MNIST-FID (floor) | ratio | confident | class entropy (bits) | sampling s |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| contender | parameters | images/s | iterations | train GFLOP/s (% of peak) | MNIST-FID (floor) | ratio | MLP-FID (floor) | precision / recall | confident | class entropy (bits) | sampling s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, r in ((n, res[n]) for n in _ours_first(res)):
             s = r.get("samples", {}).get("ddim50")
             if "steps" not in r:
                 continue
-            q = (f"{s['fid']:.2f} ({s['fid_floor']:.2f}) | {s['fid_ratio']:.2f}x | {s['confident_share']:.1%} | "
-                 f"{s['entropy_bits']:.2f} | {s['seconds']:.0f}") if s else "not sampled yet | | | |"
+            q = (f"{s['fid']:.2f} ({s['fid_floor']:.2f}) | {s['fid_ratio']:.2f}x | {_second_opinion(s)} | "
+                 f"{s['confident_share']:.1%} | {s['entropy_bits']:.2f} | {s['seconds']:.0f}") if s else "not sampled yet | | | | | |"
             lines.append(f"| {NAMES.get(name, name)} | {r['params'] / 1e6:.2f}M | {r['images_per_s']:.0f} | "
                          f"{r['steps']} | {r['train_gflops']:.0f} ({r['peak_fraction']:.0%}) | {q} |")
         alt = res.get("diffusers", {}).get("samples", {}).get("ddim50_clipped_eps")
@@ -339,6 +416,9 @@ def write_report(data: Dict, bench_dir: Path) -> None:
     targets, verdicts = _targets(data)
     lines += targets + _limits(data, verdicts)
     lines += ["![quality and speed](results.png)", "", "![samples](samples.png)", ""]
+    judges = bench_dir / "judges.json"
+    if judges.is_file():
+        lines += ["", *judge_section(json.loads(judges.read_text()))]
     (bench_dir / "RESULTS.md").write_text("\n".join(lines))
 
     # pictures: the comparison and our curve, and 16 samples of each contender

@@ -16,6 +16,7 @@ import torch
 from .checkpoints import CheckpointError, export_pretrained, load_model
 from .config import DiffusionConfig, MLPConfig, TrainConfig, UNetConfig, get_device, seed_everything
 from .data import MNISTDataError, load_mnist
+from .metrics.classifier import ARCHS, MIN_ACCURACY, ClassifierConfig
 from .models import build_model, count_parameters
 from .plotting import save_grid
 from .samplers import ddim_sample, ddpm_sample
@@ -103,11 +104,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .metrics import SampleEvaluator, bits_per_dim, load_classifier, memorisation_check
+    from .metrics import SampleEvaluator, bits_per_dim, default_classifier_path, load_classifier, memorisation_check
 
     device = get_device(args.device)
     model, schedule = load_model(args.checkpoint, ema=not args.raw, device=device)
-    evaluator = SampleEvaluator(load_classifier(args.classifier, device=device))
+    judges = {"classifier": load_classifier(args.classifier, device=device),
+              "second": load_classifier(args.second_classifier or default_classifier_path("mlp"), device=device)}
+    evaluator = SampleEvaluator(judges["classifier"], second=judges["second"])
     x, y, seconds = _sample(model, schedule, args.n, args.sampler, args.steps, args.seed,
                             args.digit, args.guidance)
     report = evaluator.evaluate(x, digits=y)
@@ -117,7 +120,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               "steps": schedule.T if args.sampler == "ddpm" else args.steps,
               "guidance": args.guidance, "digit": args.digit, "sampling_s": round(seconds, 2),
               **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in report.as_dict().items()},
-              "memorisation_ratio": round(memo.ratio, 4), "copy_share": round(memo.copy_share, 4)}
+              "memorisation_ratio": round(memo.ratio, 4), "copy_share": round(memo.copy_share, 4),
+              **{f"{name}_used": {"path": j.path, "kind": j.arch, "test_accuracy": round(j.test_accuracy, 4)}
+                 for name, j in judges.items()}}
     if args.bpd_images > 0:
         vlb = bits_per_dim(model, schedule, test[:args.bpd_images], t_samples=args.t_samples, seed=args.seed)
         result.update(bits_per_dim=round(vlb.total, 5), bits_per_dim_stderr=round(vlb.stderr, 5),
@@ -134,21 +139,29 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_classifier(args: argparse.Namespace) -> int:
-    from .metrics.classifier import ClassifierConfig, accuracy, save_classifier, train_classifier
+    from .metrics.classifier import accuracy, default_classifier_path, save_classifier, train_classifier
 
+    out = Path(args.out or f"runs/classifier/{args.arch}.pt")
+    shipped = default_classifier_path(args.arch)
+    if out.resolve() == shipped.resolve() and not args.replace_shipped:  # refuse before training, not after
+        print(f"error: {out} is the shipped judge every quality number depends on; add --replace-shipped "
+              f"to overwrite it, or write elsewhere with --out", file=sys.stderr)
+        return 1
     seed_everything(args.seed)
     t0 = time.perf_counter()
-    config = ClassifierConfig(epochs=args.epochs, seed=args.seed)
+    config = ClassifierConfig(arch=args.arch, epochs=args.epochs, reject_share=args.reject_share, seed=args.seed)
     model = train_classifier(load_mnist(subset=args.subset), config, device=get_device(args.device))
     acc = accuracy(model, load_mnist(train=False))
-    from .metrics.classifier import default_classifier_path
-
-    args.out = args.out or str(default_classifier_path())
-    note = f"python -m ddpm_lib classifier --epochs {args.epochs} --seed {args.seed}"
-    path = save_classifier(model.cpu(), args.out, test_accuracy=acc, config=config, note=note)
+    note = (f"python -m ddpm_lib classifier --arch {args.arch} --epochs {args.epochs} "
+            f"--reject-share {args.reject_share} --seed {args.seed}")
+    path = save_classifier(model.cpu(), out, test_accuracy=acc, config=config, note=note)
     print(f"test accuracy {acc:.4f} after {time.perf_counter() - t0:.0f}s -> {path}")
-    if acc < 0.99:
-        print("warning: below the 99% the metrics assume; train longer (--epochs)", file=sys.stderr)
+    if acc < MIN_ACCURACY[args.arch]:
+        print(f"warning: below the {MIN_ACCURACY[args.arch]:.1%} the metrics assume for a {args.arch} judge; "
+              f"train longer (--epochs)", file=sys.stderr)
+    if out.resolve() != shipped.resolve():
+        print(f"use it with `python -m ddpm_lib evaluate --classifier {path}`, or ship it with "
+              f"--out {shipped} --replace-shipped")
     return 0
 
 
@@ -192,8 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default=None)
     s.set_defaults(func=cmd_sample)
 
-    v = sub.add_parser("evaluate", help="sample, then print MNIST-FID, confident share, class "
-                                        "entropy, memorisation (and bits/dim) as one JSON line")
+    v = sub.add_parser("evaluate", help="sample, then print MNIST-FID (two judges), precision, recall, "
+                                        "confident share, class entropy, memorisation (and bits/dim) "
+                                        "as one JSON line")
     v.add_argument("--checkpoint", required=True)
     v.add_argument("--n", type=int, default=1000, help="samples (MNIST-FID is comparable only at equal n)")
     v.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
@@ -204,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--bpd-images", type=int, default=0,
                    help="also estimate the variational bound (bits/dim) on this many test images")
     v.add_argument("--t-samples", type=int, default=100, help="stratified t draws per image for bits/dim")
-    v.add_argument("--classifier", default=None, help="classifier weights (default: the shipped ones)")
+    v.add_argument("--classifier", default=None, help="main judge's weights (default: the shipped CNN)")
+    v.add_argument("--second-classifier", default=None,
+                   help="second judge's weights, for the second MNIST-FID (default: the shipped MLP)")
     v.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     v.add_argument("--device", default=None)
     v.set_defaults(func=cmd_evaluate)
@@ -214,11 +230,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("out")
     e.add_argument("--note", default="", help="free text stored with the weights (e.g. how they were trained)")
     e.set_defaults(func=cmd_export)
-    c = sub.add_parser("classifier", help="train the MNIST classifier behind the quality metrics")
-    c.add_argument("--out", default=None, help="default: data/pretrained/mnist_classifier.pt")
-    c.add_argument("--epochs", type=int, default=4)
+    c = sub.add_parser("classifier", help="train an MNIST judge (CNN or MLP) behind the quality metrics")
+    cdef = ClassifierConfig()
+    c.add_argument("--arch", choices=ARCHS, default=cdef.arch,
+                   help="cnn: the main judge; mlp: the second opinion (default: %(default)s)")
+    c.add_argument("--out", default=None, help="default: runs/classifier/<arch>.pt")
+    c.add_argument("--replace-shipped", action="store_true",
+                   help="allow --out to overwrite the shipped weights in data/pretrained/")
+    c.add_argument("--epochs", type=int, default=cdef.epochs, help="default: %(default)s")
+    c.add_argument("--reject-share", type=float, default=cdef.reject_share,
+                   help="'not a digit' images per digit image in each batch (default: %(default)s)")
     c.add_argument("--subset", type=int, default=None, help="train on n random images")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=cdef.seed)
     c.add_argument("--device", default=None)
     c.set_defaults(func=cmd_classifier)
     return p

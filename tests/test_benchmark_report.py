@@ -161,3 +161,28 @@ def test_results_file_keeps_stages_added_through_references_taken_before_a_save(
     on_disk = compare.Run(tmp_path).data["20min"]
     assert set(on_disk["ours_small"]["samples"]) == {"ddim50", "ddim10", "ddim20", "ddpm1000"}
     assert on_disk["ddp"] == {"steps": 5} and "retime" in on_disk["ours_small"]
+
+
+def test_spearman_and_discordant_pairs():
+    assert report.spearman([1, 2, 3], [10, 20, 30]) == 1.0
+    assert report.spearman([1, 2, 3], [30, 20, 10]) == -1.0
+    assert report.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    rows = [{"fid": 1, "fid2": 1}, {"fid": 2, "fid2": 3}, {"fid": 3, "fid2": 2}]
+    assert report.discordant_pairs(rows) == [(rows[1], rows[2])]
+
+
+def test_judge_section_names_the_sets_the_judges_order_differently():
+    def s(name, fid, fid2):
+        return {"sampler": name, "seconds": 10.0, "fid": fid, "fid2": fid2, "precision": 0.7, "recall": 0.6,
+                "confident_share": 0.8, "rejected_share": 0.01}
+
+    judges = {"n": 1000, "seed": 0, "floor": {k: {"mean": 0.6, "std": 0.1} for k in ("fid", "fid2")},
+              "judges": {"main": {"kind": "cnn", "test_accuracy": 0.996}, "second": {"kind": "mlp", "test_accuracy": 0.99}},
+              "validation": [{"family": "real", "strength": 0, "fid": 0.6, "fid2": 0.5, "fid_ratio": 1, "fid2_ratio": 1},
+                             {"family": "blur", "strength": 0.7, "fid": 15.0, "fid2": 4.0, "fid_ratio": 25.0, "fid2_ratio": 8.0},
+                             {"family": "blur", "strength": 1.0, "fid": 40.0, "fid2": 15.0, "fid_ratio": 70.0, "fid2_ratio": 30.0}],
+              "samples": [s("DDIM-10, eta 0", 9.0, 5.0), s("DDIM-50, eta 0", 5.0, 6.0), s("DDIM-50, eta 1", 3.0, 2.0)]}
+    text = "\n".join(report.judge_section(judges))
+    assert "Spearman" in text and "blur 0.7: 25.0x / 8.0x" in text
+    assert "- DDIM-10, eta 0 (9.00 / 5.00) vs DDIM-50, eta 0 (5.00 / 6.00)" in text
+    assert "DDIM-50, eta 1 (3.00" not in text  # ordered the same way by both: not listed

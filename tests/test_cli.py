@@ -43,6 +43,20 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_classifier_trains_into_a_run_folder_and_never_silently_replaces_the_shipped_judge(tmp_path):
+    from ddpm_lib.metrics import default_classifier_path, load_classifier
+
+    shipped = default_classifier_path("mlp")
+    before = shipped.read_bytes()
+    r = run("classifier", "--arch", "mlp", "--out", str(shipped), "--epochs", "1", "--subset", "256")
+    assert r.returncode == 1 and "--replace-shipped" in r.stderr and "Traceback" not in r.stderr
+    assert shipped.read_bytes() == before
+    r = run("classifier", "--arch", "mlp", "--epochs", "1", "--subset", "256", "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    judge = load_classifier(tmp_path / "runs" / "classifier" / "mlp.pt", device="cpu")
+    assert judge.arch == "mlp" and judge.num_classes == 11 and 0 < judge.test_accuracy < 1
+
+
 def _weights(path):
     return torch.load(path, weights_only=True)["model"]
 
@@ -112,8 +126,12 @@ def test_evaluate_prints_one_json_line_of_metrics(tmp_path):
     assert len(lines) == 1
     result = json.loads(lines[0])
     assert result["n"] == 24 and result["steps"] == 5 and len(result["histogram"]) == 10
-    assert sum(result["histogram"]) == 24
+    assert sum(result["histogram"]) + round(result["rejected_share"] * 24) == 24  # read digits + "not a digit"
     assert result["fid"] > 0 and result["fid_floor"] > 0 and 0 <= result["confident_share"] <= 1
+    assert result["fid2"] > 0 and result["fid2_floor"] > 0  # the second judge's opinion
+    assert 0 <= result["precision"] <= 1 and 0 <= result["recall"] <= 1
+    assert result["classifier_used"]["kind"] == "cnn" and result["second_used"]["kind"] == "mlp"
+    assert result["classifier_used"]["test_accuracy"] >= 0.99
     assert 0 < result["bits_per_dim"] < 8 and set(result["bits_per_dim_terms"]) >= {"L_T", "L_0"}
     r = run("evaluate", "--checkpoint", str(tmp_path / "none.pt"))
     assert r.returncode == 1 and r.stderr.startswith("error:") and "Traceback" not in r.stderr

@@ -42,6 +42,36 @@ def test_shipped_classifier_reaches_99_percent(classifier, test_set):
     assert abs(acc - classifier.test_accuracy) < 1e-3  # the number stored with the weights is real
 
 
+def test_second_judge_is_a_different_kind_of_network_and_both_reject_noise(test_set):
+    from ddpm_lib.metrics import NOT_A_DIGIT, MLPClassifier, default_classifier_path, predict
+    from ddpm_lib.metrics.classifier import MIN_ACCURACY
+
+    mlp = load_classifier(default_classifier_path("mlp"), device="cpu")
+    assert isinstance(mlp, MLPClassifier) and mlp.arch == "mlp" and mlp.num_classes == 11
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in mlp.modules())  # no convolutional prior
+    acc = accuracy(mlp, test_set)
+    assert acc >= MIN_ACCURACY["mlp"] and abs(acc - mlp.test_accuracy) < 1e-3, acc
+    noise = torch.rand(200, 1, 28, 28, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    for judge in (mlp, load_classifier(device="cpu")):
+        _, probs = predict(judge, noise)
+        assert (probs.argmax(1) == NOT_A_DIGIT).float().mean() > 0.95
+
+
+def test_a_ten_class_judge_of_the_first_format_still_loads(tmp_path):
+    """Weights written before the rejection class existed load as a 10-class CNN; the evaluator
+    then reports nothing as rejected."""
+    from ddpm_lib.checkpoints import save_checkpoint
+    from ddpm_lib.metrics import MNISTClassifier
+
+    old = MNISTClassifier(num_classes=10)
+    save_checkpoint({"format": "ddpm_lib.classifier/1", "test_accuracy": 0.5, "note": "", "config": {},
+                     "model": old.state_dict()}, tmp_path / "old.pt")
+    judge = load_classifier(tmp_path / "old.pt", device="cpu")
+    assert judge.num_classes == 10 and judge.arch == "cnn"
+    for a, b in zip(judge.state_dict().values(), old.state_dict().values()):
+        assert torch.equal(a, b)
+
+
 def test_missing_or_foreign_classifier_file_is_explained(tmp_path):
     with pytest.raises(CheckpointError, match="python -m ddpm_lib classifier"):
         load_classifier(tmp_path / "none.pt")

@@ -1,9 +1,13 @@
-"""A small MNIST classifier: the judge behind every sample-quality number.
+"""Small MNIST classifiers: the judges behind every sample-quality number.
 
-Its 128-dimensional penultimate features play the role Inception features play in FID; its
-softmax says which digit a sample looks like and how sure it is. Trained by our own code
-(``python -m ddpm_lib classifier``), its weights ship in ``data/pretrained/`` so evaluation
-works offline.
+Their 128-dimensional penultimate features play the role Inception features play in FID; the
+softmax says which digit a sample looks like and how sure it is. Two kinds ship, so that no
+choice is tuned to one network's blind spots: a CNN (the main judge) and an MLP that sees the
+28x28 pixels without any convolutional prior. Both have an 11th class, "not a digit", trained
+on noise, blank images, random blobs and ruined digits (:func:`corruptions.rejection_batch`):
+a ReLU network is otherwise confidently wrong far from its training data, and would call pure
+noise a confident "8". Trained by our own code (``python -m ddpm_lib classifier``), the
+weights ship in ``data/pretrained/`` so evaluation works offline.
 """
 
 from __future__ import annotations
@@ -22,37 +26,78 @@ from tqdm.auto import tqdm
 from ..checkpoints import CheckpointError, save_checkpoint
 from ..config import get_device
 from ..data import default_data_root
+from .corruptions import rejection_batch
 
 Tensor = torch.Tensor
-FORMAT = "ddpm_lib.classifier/1"
+FORMAT = "ddpm_lib.classifier/2"
+_OLD_FORMAT = "ddpm_lib.classifier/1"  # CNN, ten classes, no rejection class
+ARCHS = ("cnn", "mlp")
+NOT_A_DIGIT = 10  # index of the rejection class
+#: Test accuracy a judge must reach: the main CNN's digit calls are quoted; the MLP's features only
+#: give a second MNIST-FID, and without a convolutional prior it tops out near 99%.
+MIN_ACCURACY = {"cnn": 0.99, "mlp": 0.985}
 
 
-def default_classifier_path() -> Path:
-    """``data/pretrained/mnist_classifier.pt`` beside the MNIST files."""
-    return default_data_root() / "pretrained" / "mnist_classifier.pt"
+def default_classifier_path(arch: str = "cnn") -> Path:
+    """The shipped judge of kind ``arch``: ``data/pretrained/mnist_classifier.pt`` (CNN) or
+    ``mnist_mlp_classifier.pt`` (MLP), beside the MNIST files."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown classifier kind {arch!r}; choose one of {ARCHS}")
+    name = "mnist_classifier.pt" if arch == "cnn" else f"mnist_{arch}_classifier.pt"
+    return default_data_root() / "pretrained" / name
 
 
 @dataclass
 class ClassifierConfig:
-    """How the judge is trained: a few epochs of Adam with light shift augmentation."""
+    """How a judge is trained: a few epochs of Adam with light shift augmentation, plus
+    ``reject_share`` "not a digit" images per digit image in every batch."""
 
+    arch: str = "cnn"  # "cnn" (main judge) or "mlp" (second opinion)
     epochs: int = 4
     batch_size: int = 128
     lr: float = 2e-3
     max_shift: int = 2  # random translation in pixels (robustness to off-centre samples)
+    reject_share: float = 0.25  # rejection images per digit image (0: a plain 10-class model)
     seed: int = 0
 
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown classifier kind {self.arch!r}; choose one of {ARCHS}")
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or self.reject_share < 0:
+            raise ValueError(f"epochs, batch_size, lr must be positive and reject_share >= 0, got {self}")
 
-class MNISTClassifier(nn.Module):
-    """conv(32)x2 -> pool -> conv(64)x2 -> pool -> fc(128) -> fc(10), BatchNorm + ReLU.
 
-    ``features(x)`` is the 128-d penultimate layer (MNIST-FID); ``forward(x)`` the logits.
+class Judge(nn.Module):
+    """What every judge offers: ``features(x)``, the 128-d penultimate layer (MNIST-FID), and
+    ``forward(x)``, the logits of the ten digits and, with ``num_classes=11``, of "not a digit".
     Inputs are images in [-1, 1], shape [B, 1, 28, 28]; samples are clamped to that range."""
 
     feature_dim = 128
+    arch = ""
+    body: nn.Module
+    head: nn.Module
 
-    def __init__(self):
+    def __init__(self, num_classes: int = 11):
         super().__init__()
+        self.num_classes = num_classes
+
+    def features(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+            raise ValueError(f"the classifier takes [B, 1, 28, 28] images in [-1, 1], got {list(x.shape)}")
+        return self.body(x.clamp(-1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+class MNISTClassifier(Judge):
+    """The main judge: conv(32)x2 -> pool -> conv(64)x2 -> pool -> fc(128) -> fc(11),
+    BatchNorm + ReLU."""
+
+    arch = "cnn"
+
+    def __init__(self, num_classes: int = 11):
+        super().__init__(num_classes)
 
         def block(c_in: int, c_out: int) -> nn.Sequential:
             return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
@@ -62,15 +107,32 @@ class MNISTClassifier(nn.Module):
                                   block(32, 64), block(64, 64), nn.MaxPool2d(2),    # 7x7
                                   nn.Flatten(), nn.Linear(64 * 7 * 7, self.feature_dim),
                                   nn.BatchNorm1d(self.feature_dim), nn.ReLU(inplace=True))
-        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(self.feature_dim, 10))
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(self.feature_dim, num_classes))
 
-    def features(self, x: Tensor) -> Tensor:
-        if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-            raise ValueError(f"the classifier takes [B, 1, 28, 28] images in [-1, 1], got {list(x.shape)}")
-        return self.body(x.clamp(-1, 1))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))
+class MLPClassifier(Judge):
+    """The second judge: 784 -> 512 -> 256 -> 128 -> 11, fully connected (BatchNorm + ReLU).
+
+    It sees the pixels without a convolutional prior (no locality, no pooling), so what it
+    finds similar differs from the CNN's view."""
+
+    arch = "mlp"
+
+    def __init__(self, num_classes: int = 11):
+        super().__init__(num_classes)
+
+        def layer(d_in: int, d_out: int) -> nn.Sequential:
+            return nn.Sequential(nn.Linear(d_in, d_out, bias=False), nn.BatchNorm1d(d_out), nn.ReLU(inplace=True))
+
+        self.body = nn.Sequential(nn.Flatten(), layer(784, 512), layer(512, 256), layer(256, self.feature_dim))
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(self.feature_dim, num_classes))
+
+
+def build_classifier(arch: str = "cnn", num_classes: int = 11) -> Judge:
+    """A fresh judge of kind ``arch`` ("cnn" or "mlp")."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown classifier kind {arch!r}; choose one of {ARCHS}")
+    return (MNISTClassifier if arch == "cnn" else MLPClassifier)(num_classes)
 
 
 def _shift(x: Tensor, max_shift: int, gen: torch.Generator) -> Tensor:
@@ -84,7 +146,8 @@ def _shift(x: Tensor, max_shift: int, gen: torch.Generator) -> Tensor:
 
 @torch.no_grad()
 def predict(model: nn.Module, images: Tensor, *, batch_size: int = 1000) -> Tuple[Tensor, Tensor]:
-    """Return (features [N, 128], probabilities [N, 10]) for images in [-1, 1], on CPU."""
+    """Return (features [N, 128], probabilities [N, C]) for images in [-1, 1], on CPU; C is 11
+    (ten digits, then "not a digit") for the shipped judges."""
     device = next(model.parameters()).device
     model.eval()
     feats, probs = [], []
@@ -96,21 +159,24 @@ def predict(model: nn.Module, images: Tensor, *, batch_size: int = 1000) -> Tupl
 
 
 def accuracy(model: nn.Module, data: TensorDataset) -> float:
-    """Share of ``data`` (images, labels) the classifier gets right."""
+    """Share of ``data`` (images, labels) the classifier gets right (calling a real digit
+    "not a digit" counts as wrong)."""
     _, probs = predict(model, data.tensors[0])
     return (probs.argmax(1) == data.tensors[1]).float().mean().item()
 
 
 def train_classifier(train: TensorDataset, config: Optional[ClassifierConfig] = None, *,
                      device: Union[str, torch.device, None] = None,
-                     progress: bool = True) -> MNISTClassifier:
-    """Train :class:`MNISTClassifier` on ``train`` (images in [-1, 1], labels) with Adam and a
-    one-cycle learning rate; returns the model in eval mode."""
+                     progress: bool = True) -> Judge:
+    """Train a judge (``config.arch``) on ``train`` (images in [-1, 1], labels) with Adam and a
+    one-cycle learning rate; every batch adds ``reject_share`` "not a digit" images labelled 10.
+    Returns the model in eval mode."""
     cfg = config or ClassifierConfig()
     device = torch.device(device) if device is not None else get_device()
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    model = MNISTClassifier().to(device)
+    model = build_classifier(cfg.arch, 11 if cfg.reject_share > 0 else 10).to(device)
+    n_reject = round(cfg.batch_size * cfg.reject_share)
     images, labels = train.tensors[0], train.tensors[1]
     steps_per_epoch = len(images) // cfg.batch_size
     if steps_per_epoch == 0:
@@ -123,8 +189,12 @@ def train_classifier(train: TensorDataset, config: Optional[ClassifierConfig] = 
         perm = torch.randperm(len(images), generator=gen)
         for i in range(steps_per_epoch):
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            x = _shift(images[idx], cfg.max_shift, gen).to(device)
-            loss = F.cross_entropy(model(x), labels[idx].to(device))
+            x, y = _shift(images[idx], cfg.max_shift, gen), labels[idx]
+            if n_reject:
+                pick = torch.randint(0, len(images), (n_reject,), generator=gen)
+                x = torch.cat([x, rejection_batch(images[pick], gen)])
+                y = torch.cat([y, torch.full((n_reject,), NOT_A_DIGIT, dtype=y.dtype)])
+            loss = F.cross_entropy(model(x.to(device)), y.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -136,19 +206,21 @@ def train_classifier(train: TensorDataset, config: Optional[ClassifierConfig] = 
     return model.eval()
 
 
-def save_classifier(model: MNISTClassifier, path: Union[str, Path], *, test_accuracy: float,
+def save_classifier(model: Judge, path: Union[str, Path], *, test_accuracy: float,
                     config: Optional[ClassifierConfig] = None, note: str = "") -> Path:
     """Write the classifier's weights (float16: 1 MB) with its measured test accuracy."""
-    state = {"format": FORMAT, "test_accuracy": float(test_accuracy), "note": note,
+    state = {"format": FORMAT, "arch": model.arch, "num_classes": model.num_classes,
+             "test_accuracy": float(test_accuracy), "note": note,
              "config": asdict(config or ClassifierConfig()),
              "model": {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}}
     return save_checkpoint(state, path)
 
 
 def load_classifier(path: Union[str, Path, None] = None, *,
-                    device: Union[str, torch.device, None] = None) -> MNISTClassifier:
-    """Load the shipped classifier (``weights_only=True``) in eval mode; its test accuracy is
-    in ``model.test_accuracy``."""
+                    device: Union[str, torch.device, None] = None) -> Judge:
+    """Load a judge (default: the shipped CNN; ``default_classifier_path("mlp")`` for the second)
+    with ``weights_only=True``, in eval mode; ``model.test_accuracy`` and ``model.path`` say
+    what it is."""
     path = Path(path) if path is not None else default_classifier_path()
     if not path.is_file():
         raise CheckpointError(f"classifier weights {path} not found; they ship in data/pretrained/ "
@@ -158,10 +230,18 @@ def load_classifier(path: Union[str, Path, None] = None, *,
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise CheckpointError(f"{path} is not a readable classifier file: {str(err).splitlines()[0][:200]}") from err
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in (FORMAT, _OLD_FORMAT):
         raise CheckpointError(f"{path} is not a ddpm_lib classifier (no '{FORMAT}' format tag)")
-    model = MNISTClassifier()
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
+    arch, num_classes = state.get("arch", "cnn"), int(state.get("num_classes", 10))
+    if arch not in ARCHS:
+        raise CheckpointError(f"{path} holds a classifier of unknown kind {arch!r}; this ddpm_lib knows {ARCHS}")
+    model = build_classifier(arch, num_classes)
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
+    except (RuntimeError, KeyError, AttributeError) as err:
+        raise CheckpointError(f"{path}: weights do not fit a {arch} classifier "
+                              f"({str(err).splitlines()[0][:160]})") from err
     model.test_accuracy = float(state["test_accuracy"])
+    model.path = str(path)
     device = torch.device(device) if device is not None else get_device()
     return model.to(device).eval()
