@@ -209,19 +209,29 @@ def judge_section(j: Dict) -> list:
               f"sets, {rho_v:.2f} over the {len(val)} corrupted sets of the validation bench."]
     pairs = discordant_pairs(samples)
     if pairs:
-        lines += ["", "Sample sets the judges order differently (MNIST-FID / MLP-FID):", ""]
-        lines += [f"- {a['sampler']} ({a['fid']:.2f} / {a['fid2']:.2f}) vs {b['sampler']} "
-                  f"({b['fid']:.2f} / {b['fid2']:.2f})" for a, b in pairs]
+        lines += ["", "Sample sets the judges order differently (MNIST-FID / MLP-FID; precision, recall):", ""]
+        lines += [f"- {a['sampler']} ({a['fid']:.2f} / {a['fid2']:.2f}; {a['precision']:.2f}, {a['recall']:.2f}) vs "
+                  f"{b['sampler']} ({b['fid']:.2f} / {b['fid2']:.2f}; {b['precision']:.2f}, {b['recall']:.2f})"
+                  for a, b in pairs]
     else:
         lines += ["", "Both judges order all sample sets the same way."]
     by_family = {}
     for r in val:
         by_family.setdefault(r["family"], []).append(r)
-    lines += ["", "On the validation bench, ratio to each judge's own floor at the mildest step of each family "
-              "(CNN / MLP); the judges disagree most where one ratio is several times the other:", ""]
-    for fam, rows in by_family.items():
+    graded = {f: rows for f, rows in by_family.items() if len(rows) > 1}
+    whole = [rows[0] for rows in by_family.values() if len(rows) == 1]
+    lines += ["", "On the validation bench, each graded family's mildest step as a ratio to each judge's own floor "
+              "(CNN / MLP), marked where one judge sees it more than twice as strongly:", ""]
+    for fam, rows in graded.items():
         r = rows[0]
-        lines.append(f"- {fam} {r['strength']:g}: {r['fid_ratio']:.1f}x / {r['fid2_ratio']:.1f}x")
+        q = r["fid_ratio"] / r["fid2_ratio"]
+        mark = " (CNN more)" if q > 2 else " (MLP more)" if q < 0.5 else ""
+        lines.append(f"- {fam} {r['strength']:g}: {r['fid_ratio']:.1f}x / {r['fid2_ratio']:.1f}x{mark}; strongest step "
+                     f"{rows[-1]['fid_ratio']:.0f}x / {rows[-1]['fid2_ratio']:.0f}x")
+    if whole:
+        lo = min(min(r["fid_ratio"], r["fid2_ratio"]) for r in whole)
+        lines += ["", "Whole-set failures (" + ", ".join(r["family"] for r in whole) + f") score at least {lo:.0f}x the "
+                  "floor for both judges."]
     return lines
 
 

@@ -16,7 +16,7 @@ import torch
 from .checkpoints import CheckpointError, export_pretrained, load_model
 from .config import DiffusionConfig, MLPConfig, TrainConfig, UNetConfig, get_device, seed_everything
 from .data import MNISTDataError, load_mnist
-from .metrics.classifier import ARCHS, MIN_ACCURACY, ClassifierConfig
+from .metrics.classifier import ARCHS, DEFAULT_EPOCHS, MIN_ACCURACY, ClassifierConfig
 from .models import build_model, count_parameters
 from .plotting import save_grid
 from .samplers import ddim_sample, ddpm_sample
@@ -152,7 +152,7 @@ def cmd_classifier(args: argparse.Namespace) -> int:
     config = ClassifierConfig(arch=args.arch, epochs=args.epochs, reject_share=args.reject_share, seed=args.seed)
     model = train_classifier(load_mnist(subset=args.subset), config, device=get_device(args.device))
     acc = accuracy(model, load_mnist(train=False))
-    note = (f"python -m ddpm_lib classifier --arch {args.arch} --epochs {args.epochs} "
+    note = (f"python -m ddpm_lib classifier --arch {args.arch} --epochs {config.epochs} "
             f"--reject-share {args.reject_share} --seed {args.seed}")
     path = save_classifier(model.cpu(), out, test_accuracy=acc, config=config, note=note)
     print(f"test accuracy {acc:.4f} after {time.perf_counter() - t0:.0f}s -> {path}")
@@ -237,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default=None, help="default: runs/classifier/<arch>.pt")
     c.add_argument("--replace-shipped", action="store_true",
                    help="allow --out to overwrite the shipped weights in data/pretrained/")
-    c.add_argument("--epochs", type=int, default=cdef.epochs, help="default: %(default)s")
+    c.add_argument("--epochs", type=int, default=None,
+                   help="default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_EPOCHS.items()))
     c.add_argument("--reject-share", type=float, default=cdef.reject_share,
                    help="'not a digit' images per digit image in each batch (default: %(default)s)")
     c.add_argument("--subset", type=int, default=None, help="train on n random images")

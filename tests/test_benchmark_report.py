@@ -183,6 +183,6 @@ def test_judge_section_names_the_sets_the_judges_order_differently():
                              {"family": "blur", "strength": 1.0, "fid": 40.0, "fid2": 15.0, "fid_ratio": 70.0, "fid2_ratio": 30.0}],
               "samples": [s("DDIM-10, eta 0", 9.0, 5.0), s("DDIM-50, eta 0", 5.0, 6.0), s("DDIM-50, eta 1", 3.0, 2.0)]}
     text = "\n".join(report.judge_section(judges))
-    assert "Spearman" in text and "blur 0.7: 25.0x / 8.0x" in text
-    assert "- DDIM-10, eta 0 (9.00 / 5.00) vs DDIM-50, eta 0 (5.00 / 6.00)" in text
+    assert "Spearman" in text and "blur 0.7: 25.0x / 8.0x (CNN more); strongest step 70x / 30x" in text
+    assert "- DDIM-10, eta 0 (9.00 / 5.00; 0.70, 0.60) vs DDIM-50, eta 0 (5.00 / 6.00; 0.70, 0.60)" in text
     assert "DDIM-50, eta 1 (3.00" not in text  # ordered the same way by both: not listed

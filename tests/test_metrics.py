@@ -57,6 +57,17 @@ def test_second_judge_is_a_different_kind_of_network_and_both_reject_noise(test_
         assert (probs.argmax(1) == NOT_A_DIGIT).float().mean() > 0.95
 
 
+def test_classifier_config_defaults_per_kind_and_refuses_bad_values():
+    from ddpm_lib.metrics import ClassifierConfig
+    from ddpm_lib.metrics.classifier import DEFAULT_EPOCHS
+
+    assert ClassifierConfig().epochs == DEFAULT_EPOCHS["cnn"] and ClassifierConfig(arch="mlp").epochs == DEFAULT_EPOCHS["mlp"]
+    assert ClassifierConfig(arch="mlp", epochs=2).epochs == 2
+    for bad in ({"arch": "vit"}, {"epochs": 0}, {"lr": 0.0}, {"reject_share": -0.1}):
+        with pytest.raises(ValueError):
+            ClassifierConfig(**bad)
+
+
 def test_a_ten_class_judge_of_the_first_format_still_loads(tmp_path):
     """Weights written before the rejection class existed load as a 10-class CNN; the evaluator
     then reports nothing as rejected."""
