@@ -29,3 +29,12 @@ def cosine_schedule():
 @pytest.fixture
 def gen():
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(scope="session")
+def shipped_evaluator():
+    """One evaluator with the shipped judges for the whole run (building one scores 10,000 test
+    images with both judges)."""
+    from ddpm_lib.metrics import SampleEvaluator
+
+    return SampleEvaluator(device="cpu")

@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from ddpm_lib import load_mnist
-from ddpm_lib.metrics import (SampleEvaluator, corruption_table, corruptions, floor_spread,
+from ddpm_lib.metrics import (corruption_table, corruptions, floor_spread,
                               knn_radii, manifold_share, precision_recall)
 
 N = 1000  # the n every quality number of the project is quoted at
 
 
 @pytest.fixture(scope="module")
-def evaluator():
-    return SampleEvaluator(device="cpu")
+def evaluator(shipped_evaluator):
+    return shipped_evaluator
 
 
 @pytest.fixture(scope="module")
@@ -145,10 +145,9 @@ def test_noise_blanks_and_blobs_are_not_confident_digits(name, table):
     assert rep.precision < 0.1 and rep.fid > 50 * table[("real", 0.0)].fid, rep
 
 
-def test_heavily_corrupted_digits_are_not_confident():
+def test_heavily_corrupted_digits_are_not_confident(evaluator):
     digits = load_mnist(subset=500).tensors[0]
     gen = torch.Generator().manual_seed(3)
-    evaluator = SampleEvaluator(device="cpu", second=False)
     for damaged in (corruptions.gaussian_noise(digits, 1.5, gen), corruptions.speckle(digits, 0.5, gen),
                     corruptions.blur(digits, 3.0)):
         rep = evaluator.evaluate(damaged)

