@@ -13,8 +13,9 @@ from typing import List, Optional
 
 import torch
 
-from .checkpoints import CheckpointError, export_pretrained, load_model
-from .config import DiffusionConfig, MLPConfig, TrainConfig, UNetConfig, get_device, seed_everything
+from .checkpoints import CheckpointError, export_pretrained, load_checkpoint, load_model
+from .config import (DiffusionConfig, EvalConfig, MLPConfig, SamplerConfig, TrainConfig, UNetConfig, get_device,
+                     seed_everything)
 from .data import MNISTDataError, load_mnist
 from .metrics.classifier import ARCHS, DEFAULT_EPOCHS, MIN_ACCURACY, ClassifierConfig
 from .models import build_model, count_parameters
@@ -24,7 +25,7 @@ from .training import NonFiniteLossError, Trainer
 
 
 def _sample(model, schedule, n: int, sampler: str, steps: int, seed: int,
-            digit: Optional[int] = None, guidance: float = 0.0):
+            digit: Optional[int] = None, guidance: float = 0.0, eta: float = SamplerConfig.eta):
     """Draw n samples; returns (images, requested labels or None, seconds)."""
     t0 = time.perf_counter()
     if n < 1:
@@ -38,13 +39,13 @@ def _sample(model, schedule, n: int, sampler: str, steps: int, seed: int,
     if sampler == "ddpm":
         x = ddpm_sample(model, schedule, n, seed=seed, y=y, guidance=guidance)
     else:
-        x = ddim_sample(model, schedule, n, steps=steps, seed=seed, y=y, guidance=guidance)
+        x = ddim_sample(model, schedule, n, steps=steps, eta=eta, seed=seed, y=y, guidance=guidance)
     return x.cpu(), y, time.perf_counter() - t0
 
 
 def _sample_and_save(model, schedule, out: Path, n: int, sampler: str, steps: int, seed: int,
-                     digit: Optional[int] = None, guidance: float = 0.0) -> Path:
-    x, _, seconds = _sample(model, schedule, n, sampler, steps, seed, digit, guidance)
+                     digit: Optional[int] = None, guidance: float = 0.0, eta: float = SamplerConfig.eta) -> Path:
+    x, _, seconds = _sample(model, schedule, n, sampler, steps, seed, digit, guidance, eta)
     out.mkdir(parents=True, exist_ok=True)
     save_grid(x, str(out / "samples.png"), nrow=max(1, int(n ** 0.5)))
     torch.save(x, out / "samples.pt")
@@ -57,6 +58,18 @@ def _stop_on_sigterm(signum, frame):  # a killed run saves its checkpoint like C
     raise KeyboardInterrupt
 
 
+def _resume_conflicts(args: argparse.Namespace, state: dict) -> List[str]:
+    """The flags typed with --resume whose value differs from the checkpoint's: a resumed run
+    keeps the checkpoint's model, schedule and optimiser settings (only --steps and --minutes change)."""
+    model, diffusion, train = state["model_config"], state["diffusion_config"], state.get("train_config", {})
+    kind = "mlp" if model.get("kind") == "mlp" else ("cond-unet" if model.get("num_classes") else "unet")
+    saved = {"model": kind, "schedule": diffusion.get("schedule"), "T": diffusion.get("T"),
+             "base_channels": model.get("base_channels"),
+             **{k: train.get(k) for k in ("batch_size", "lr", "seed", "checkpoint_every")}}
+    return [f"--{dest.replace('_', '-')} {getattr(args, dest)} (checkpoint: {value})"
+            for dest, value in saved.items() if dest in args.given and getattr(args, dest) != value]
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
@@ -66,6 +79,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.resume:
         ckpt = out / "checkpoint.pt" if args.resume == "auto" else Path(args.resume)
+        conflicts = _resume_conflicts(args, load_checkpoint(ckpt))
+        if conflicts:
+            raise ValueError(f"--resume continues with the checkpoint's settings, but {'; '.join(conflicts)}; "
+                             f"drop those flags, or start a new run with another --out")
         overrides = {k: v for k, v in (("steps", args.steps), ("max_minutes", args.minutes)) if v is not None}
         trainer = Trainer.from_checkpoint(ckpt, out_dir=out, device=device, **overrides)
         print(f"resuming {ckpt} at step {trainer.step}")
@@ -75,7 +92,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             model_cfg = UNetConfig(base_channels=args.base_channels,
                                    num_classes=10 if args.model == "cond-unet" else None)
-        steps = args.steps if args.steps is not None else (None if args.minutes else 10_000)
+        steps = args.steps if args.steps is not None else (None if args.minutes else TrainConfig().steps)
         config = TrainConfig(steps=steps,
                              max_minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
                              checkpoint_every=args.checkpoint_every, seed=args.seed)
@@ -92,14 +109,16 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"checkpoint {trainer.checkpoint_path}")
     if args.n_samples > 0:
         model, schedule = load_model(trainer.checkpoint_path, device=device)
-        _sample_and_save(model, schedule, out, args.n_samples, "ddim", 50, args.seed)
+        sampling = SamplerConfig()
+        _sample_and_save(model, schedule, out, args.n_samples, sampling.sampler, sampling.steps, args.seed,
+                         eta=sampling.eta)
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
     model, schedule = load_model(args.checkpoint, ema=not args.raw, device=get_device(args.device))
     _sample_and_save(model, schedule, Path(args.out), args.n, args.sampler, args.steps, args.seed,
-                     args.digit, args.guidance)
+                     args.digit, args.guidance, args.eta)
     return 0
 
 
@@ -112,12 +131,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               "second": load_classifier(args.second_classifier or default_classifier_path("mlp"), device=device)}
     evaluator = SampleEvaluator(judges["classifier"], second=judges["second"])
     x, y, seconds = _sample(model, schedule, args.n, args.sampler, args.steps, args.seed,
-                            args.digit, args.guidance)
+                            args.digit, args.guidance, args.eta)
     report = evaluator.evaluate(x, digits=y)
     test = load_mnist(train=False).tensors[0]
     memo = memorisation_check(x, evaluator.train_images, test[:args.n])
     result = {"checkpoint": str(args.checkpoint), "sampler": args.sampler,
               "steps": schedule.T if args.sampler == "ddpm" else args.steps,
+              **({} if args.sampler == "ddpm" else {"eta": args.eta}),
               "guidance": args.guidance, "digit": args.digit, "sampling_s": round(seconds, 2),
               **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in report.as_dict().items()},
               "memorisation_ratio": round(memo.ratio, 4), "copy_share": round(memo.copy_share, 4),
@@ -165,59 +185,73 @@ def cmd_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ddpm_lib", description=__doc__)
-    sub = p.add_subparsers(dest="command")
+def _add_sampler_args(p: argparse.ArgumentParser) -> None:
+    d = SamplerConfig()
+    p.add_argument("--sampler", choices=["ddpm", "ddim"], default=d.sampler, help="default: %(default)s")
+    p.add_argument("--steps", type=int, default=d.steps, help="DDIM steps (default: %(default)s)")
+    p.add_argument("--eta", type=float, default=d.eta,
+                   help="DDIM noise: 0 deterministic, 1 as much as DDPM (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--guidance", type=float, default=d.guidance,
+                   help="classifier-free guidance weight w (default: %(default)s)")
 
-    t = sub.add_parser("train", help="train a noise predictor on MNIST, write checkpoints and samples")
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; every default that a dataclass holds is read from it."""
+    p = argparse.ArgumentParser(prog="python -m ddpm_lib", description=__doc__, allow_abbrev=False)
+    sub = p.add_subparsers(dest="command")
+    train, diffusion = TrainConfig(), DiffusionConfig()
+
+    t = sub.add_parser("train", help="train a noise predictor on MNIST, write checkpoints and samples",
+                       allow_abbrev=False)
     t.add_argument("--model", choices=["unet", "cond-unet", "mlp"], default="unet",
                    help="cond-unet: class-conditional U-Net trained with label dropout (for guidance)")
     t.add_argument("--out", default="runs/unet", help="output folder (checkpoint.pt, samples.png)")
-    t.add_argument("--schedule", choices=["linear", "cosine"], default="linear")
-    t.add_argument("--T", type=int, default=1000, help="diffusion steps")
-    t.add_argument("--steps", type=int, default=None, help="optimizer steps (default 10000)")
-    t.add_argument("--minutes", type=float, default=None, help="wall-clock training budget")
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--schedule", choices=["linear", "cosine"], default=diffusion.schedule)
+    t.add_argument("--T", type=int, default=diffusion.T, help="diffusion steps (default: %(default)s)")
+    t.add_argument("--steps", type=int, default=None,
+                   help=f"optimizer steps (default: {train.steps}, or until --minutes runs out)")
+    t.add_argument("--minutes", type=float, default=train.max_minutes, help="wall-clock training budget")
+    t.add_argument("--batch-size", type=int, default=train.batch_size, help="default: %(default)s")
+    t.add_argument("--lr", type=float, default=train.lr, help="default: %(default)s")
     t.add_argument("--base-channels", type=int, default=UNetConfig().base_channels,
                    help=f"U-Net width at 28x28 ({UNetConfig.small().base_channels}: UNetConfig.small(), the better "
-                        "choice for CPU budgets of tens of minutes)")
+                        "choice for CPU budgets of tens of minutes; default: %(default)s)")
     t.add_argument("--subset", type=int, default=None, help="train on n random images")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
+    t.add_argument("--seed", type=int, default=train.seed)
+    t.add_argument("--checkpoint-every", type=int, default=train.checkpoint_every,
+                   help="steps between checkpoints (default: %(default)s)")
     t.add_argument("--resume", nargs="?", const="auto", default=None,
-                   help="resume from OUT/checkpoint.pt (or the path given)")
+                   help="resume from OUT/checkpoint.pt (or the path given) with its settings; "
+                        "only --steps and --minutes may change")
     t.add_argument("--n-samples", type=int, default=64, help="images to sample at the end (0: none)")
     t.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     t.add_argument("--download", action="store_true", help="fetch MNIST from the network if missing")
     t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("sample", help="sample images from a checkpoint")
+    s = sub.add_parser("sample", help="sample images from a checkpoint", allow_abbrev=False)
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--out", default="runs/samples")
     s.add_argument("--n", type=int, default=64)
-    s.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
-    s.add_argument("--steps", type=int, default=50, help="DDIM steps")
-    s.add_argument("--seed", type=int, default=0)
+    _add_sampler_args(s)
     s.add_argument("--digit", type=int, default=None, help="generate this digit (class-conditional models)")
-    s.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight w")
     s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     s.add_argument("--device", default=None)
     s.set_defaults(func=cmd_sample)
 
+    evaluation = EvalConfig()
     v = sub.add_parser("evaluate", help="sample, then print MNIST-FID (two judges), precision, recall, "
                                         "confident share, class entropy, memorisation (and bits/dim) "
-                                        "as one JSON line")
+                                        "as one JSON line", allow_abbrev=False)
     v.add_argument("--checkpoint", required=True)
-    v.add_argument("--n", type=int, default=1000, help="samples (MNIST-FID is comparable only at equal n)")
-    v.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
-    v.add_argument("--steps", type=int, default=50, help="DDIM steps")
-    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--n", type=int, default=evaluation.n,
+                   help="samples (MNIST-FID is comparable only at equal n; default: %(default)s)")
+    _add_sampler_args(v)
     v.add_argument("--digit", type=int, default=None, help="class-conditional models: only this digit")
-    v.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight w")
-    v.add_argument("--bpd-images", type=int, default=0,
+    v.add_argument("--bpd-images", type=int, default=evaluation.bpd_images,
                    help="also estimate the variational bound (bits/dim) on this many test images")
-    v.add_argument("--t-samples", type=int, default=100, help="stratified t draws per image for bits/dim")
+    v.add_argument("--t-samples", type=int, default=evaluation.t_samples,
+                   help="stratified t draws per image for bits/dim (default: %(default)s)")
     v.add_argument("--classifier", default=None, help="main judge's weights (default: the shipped CNN)")
     v.add_argument("--second-classifier", default=None,
                    help="second judge's weights, for the second MNIST-FID (default: the shipped MLP)")
@@ -225,12 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--device", default=None)
     v.set_defaults(func=cmd_evaluate)
 
-    e = sub.add_parser("export", help="write a small sampling-only copy of a checkpoint (EMA, float16)")
+    e = sub.add_parser("export", help="write a small sampling-only copy of a checkpoint (EMA, float16)",
+                       allow_abbrev=False)
     e.add_argument("checkpoint")
     e.add_argument("out")
     e.add_argument("--note", default="", help="free text stored with the weights (e.g. how they were trained)")
     e.set_defaults(func=cmd_export)
-    c = sub.add_parser("classifier", help="train an MNIST judge (CNN or MLP) behind the quality metrics")
+    c = sub.add_parser("classifier", help="train an MNIST judge (CNN or MLP) behind the quality metrics",
+                       allow_abbrev=False)
     cdef = ClassifierConfig()
     c.add_argument("--arch", choices=ARCHS, default=cdef.arch,
                    help="cnn: the main judge; mlp: the second opinion (default: %(default)s)")
@@ -248,12 +284,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _given(parser: argparse.ArgumentParser, command: Optional[str], argv: List[str]) -> set:
+    """The destinations of the options typed on the command line (not left at their default)."""
+    if command is None:
+        return set()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    return {a.dest for a in sub._actions for o in a.option_strings
+            if any(tok == o or tok.startswith(o + "=") for tok in argv)}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
         print("demo: a 3-minute training run of the small U-Net preset; see `python -m ddpm_lib --help` for more")
         argv = ["train", "--out", "runs/demo", "--minutes", "3", "--base-channels", str(UNetConfig.small().base_channels)]
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.given = _given(parser, args.command, argv)
     if args.command is None:
         build_parser().print_help()
         return 2

@@ -129,5 +129,4 @@ def load_model(path: PathLike, *, ema: bool = True, device: Union[str, torch.dev
     weights = state["ema"] if ema and state.get("ema") is not None else state["model"]
     model.load_state_dict(weights)
     schedule = make_schedule(DiffusionConfig(**state["diffusion_config"]))
-    model.num_timesteps = schedule.T
     return model.to(device).eval(), schedule.to(device)

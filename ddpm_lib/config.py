@@ -48,9 +48,8 @@ class UNetConfig:
     @classmethod
     def small(cls, **overrides) -> "UNetConfig":
         """Half the widths (16, 32, 64): a quarter of the default's FLOPs and parameters, the same
-        architecture. The better use of tens of minutes of CPU training: at 20 minutes on 2 cores it
-        sees about 3x the images and reaches about half the default's MNIST-FID
-        (benchmarks/RESULTS.md). The default is the model the notebooks train and ship."""
+        architecture, meant for CPU budgets of tens of minutes (measured in benchmarks/RESULTS.md).
+        The default is the model the notebooks train and ship."""
         base = dict(base_channels=16)
         base.update(overrides)
         return cls(**base)
@@ -91,6 +90,28 @@ class TrainConfig:
         base = dict(steps=60, batch_size=32, warmup_steps=10, checkpoint_every=0)
         base.update(overrides)
         return cls(**base)
+
+
+@dataclass
+class SamplerConfig:
+    """How images are drawn from a trained model: DDIM (Song et al. 2021) with ``steps`` steps
+    and noise level ``eta``, or ancestral DDPM (Algorithm 2, all T steps); classifier-free
+    ``guidance`` weight w for class-conditional models."""
+
+    sampler: str = "ddim"  # "ddim" or "ddpm"
+    steps: int = 50  # DDIM steps (DDPM always takes T)
+    eta: float = 0.0  # DDIM only: 0 deterministic, 1 as much noise as DDPM
+    guidance: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class EvalConfig:
+    """How ``python -m ddpm_lib evaluate`` measures a model (notebook 04)."""
+
+    n: int = 1000  # samples; MNIST-FID compares only at equal n
+    bpd_images: int = 0  # test images for the variational bound in bits/dim (0: skip it)
+    t_samples: int = 100  # stratified t draws per image for bits/dim
 
 
 def get_device(prefer: Optional[str] = None) -> torch.device:

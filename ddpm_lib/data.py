@@ -36,6 +36,13 @@ def default_data_root() -> Path:
     return Path(env) if env else Path(__file__).resolve().parent.parent / "data"
 
 
+def pretrained_path(name: str) -> Path:
+    """Where the shipped weights called ``name`` live: ``data/pretrained/<name>.pt`` under
+    :func:`default_data_root`. Names: ``unet_mnist`` (notebook 03's U-Net), ``cond_unet_mnist``
+    (notebook 06), ``mnist_classifier`` and ``mnist_mlp_classifier`` (notebook 04's judges)."""
+    return default_data_root() / "pretrained" / (name if name.endswith(".pt") else f"{name}.pt")
+
+
 def _md5(path: Path) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as f:

@@ -1,28 +1,26 @@
 """Reverse-process samplers: ancestral DDPM (Ho et al. 2020, Algorithm 2) and DDIM
 (Song, Meng & Ermon 2021, Eq. 12).
 
-Each sampler is one visible loop over a one-step function (:func:`ddpm_step`,
-:func:`ddim_step`) that is a plain function of (schedule, eps, x_t, t). Noise comes from a
+Each sampler is the same loop (:func:`reverse_loop`) over its own one-step function
+(:func:`ddpm_step`, :func:`ddim_step`), a plain function of (schedule, eps, x_t, t). Noise comes from a
 ``torch.Generator`` (CPU by default, so a seed gives the same images on every device), the
 model's device is used for the network, and everything runs under ``torch.no_grad``.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Union
 
 import torch
 from tqdm.auto import tqdm
 
+from .config import SamplerConfig
 from .diffusion import gather, predict_eps_from_x0, predict_x0_from_eps
-from .models import model_device
-from .schedules import Schedule
+from .guidance import eps_function, guided_eps  # noqa: F401  (guided_eps is part of this module's API)
+from .models import eval_mode, model_device
+from .schedules import Schedule, check_variance, reverse_variance
 
 Tensor = torch.Tensor
-EpsFn = Callable[[Tensor, Tensor], Tensor]
-SampleResult = Union[Tensor, Tuple[Tensor, Dict[int, Tensor]]]
-
-VARIANCES = ("beta_tilde", "beta")
 
 
 def ddpm_step(schedule: Schedule, eps: Tensor, xt: Tensor, t: int, *,
@@ -39,8 +37,7 @@ def ddpm_step(schedule: Schedule, eps: Tensor, xt: Tensor, t: int, *,
     to the data range [-1, 1] and takes the posterior mean of Eq. 7 instead; without clipping
     the two forms are algebraically identical.
     """
-    if variance not in VARIANCES:
-        raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
+    check_variance(variance)
     if not 0 <= t < schedule.T:
         raise ValueError(f"t must lie in [0, {schedule.T}), got {t}")
     tt = torch.full((xt.shape[0],), t, dtype=torch.long, device=xt.device)
@@ -56,8 +53,7 @@ def ddpm_step(schedule: Schedule, eps: Tensor, xt: Tensor, t: int, *,
         return mean  # Algorithm 2: z = 0 at the last step
     if noise is None:
         noise = torch.randn_like(xt)
-    var = schedule.beta_tilde if variance == "beta_tilde" else schedule.betas
-    return mean + gather(var, tt, xt).sqrt() * noise
+    return mean + gather(reverse_variance(schedule, variance), tt, xt).sqrt() * noise
 
 
 def ddim_timesteps(T: int, num_steps: int) -> List[int]:
@@ -115,48 +111,15 @@ def ddim_step(schedule: Schedule, eps: Tensor, xt: Tensor, t: int, t_prev: int, 
     return x_prev
 
 
+class SampleTrajectory(NamedTuple):
+    """What a sampler returns when ``trajectory_at`` is given: the final images and
+    ``{t: x_t}`` for the steps asked for (x_t is the image entering step t, on the CPU)."""
 
-def guided_eps(model: torch.nn.Module, y: Tensor, w: float, joint: Optional[bool] = None) -> EpsFn:
-    """Classifier-free guidance (Ho & Salimans 2022, Eq. 6):
-    eps_hat = (1 + w) * eps_theta(x_t, t, c) - w * eps_theta(x_t, t, null),
-    for a model trained with label dropout. w = 0 is the plain conditional model.
-
-    ``joint`` evaluates both predictions as one batch of 2n (the usual choice on a GPU); False
-    makes two calls of n. None picks two calls on CPU, where they measured 15-25% faster than
-    one double batch (2 cores, n = 10 to 200), and one batch elsewhere. The result is the same."""
-    null = getattr(model, "null_label", None)
-    if null is None:
-        raise ValueError("labels/guidance need a class-conditional model: build it with "
-                         "UNetConfig(num_classes=10) and train it with labels")
-    if w < 0:
-        raise ValueError(f"guidance weight w must be >= 0, got {w}")
-
-    def eps(x: Tensor, t: Tensor) -> Tensor:
-        if w == 0:
-            return model(x, t, y)
-        y_null = torch.full_like(y, null)
-        one_batch = joint if joint is not None else x.device.type != "cpu"
-        if one_batch:
-            cond, uncond = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, y_null])).chunk(2)
-        else:
-            cond, uncond = model(x, t, y), model(x, t, y_null)
-        return (1 + w) * cond - w * uncond      # Eq. 6
-    return eps
+    images: Tensor
+    trajectory: Dict[int, Tensor]
 
 
-def _eps_fn(model: torch.nn.Module, y: Optional[Tensor], guidance: float, n: int,
-            device: torch.device) -> EpsFn:
-    """eps_theta(x_t, t) as a function: unconditional, or guided towards labels y."""
-    if y is None:
-        if guidance:
-            raise ValueError("guidance needs labels y (which digit to generate)")
-        return lambda x, t: model(x, t)
-    y = torch.as_tensor(y, device=device).long()
-    if y.ndim == 0:
-        y = y.expand(n)
-    if y.shape != (n,):
-        raise ValueError(f"y must hold one label per sample, shape [{n}], got {list(y.shape)}")
-    return guided_eps(model, y, guidance)
+SampleResult = Union[Tensor, SampleTrajectory]  # images, or images and trajectory when asked for
 
 
 def _start(n: int, generator: Optional[torch.Generator], seed: Optional[int]) -> torch.Generator:
@@ -186,77 +149,86 @@ def _check_trajectory(trajectory_at: Optional[Iterable[int]], path: Sequence[int
     return wanted
 
 
-@torch.no_grad()
+# step(eps, x_t, t, t_prev, noise) -> x_{t_prev}; noise is None where the step adds none
+StepFn = Callable[[Tensor, Tensor, int, int, Optional[Tensor]], Tensor]
+
+
+def reverse_loop(model: torch.nn.Module, schedule: Schedule, n: int, path: Sequence[int], step: StepFn, *,
+                 noisy: Callable[[int, int], bool], image_shape: Sequence[int] = (1, 28, 28),
+                 y: Optional[Tensor] = None, guidance: float = 0.0,
+                 generator: Optional[torch.Generator] = None, seed: Optional[int] = None,
+                 x_T: Optional[Tensor] = None, trajectory_at: Optional[Iterable[int]] = None,
+                 progress: bool = True, desc: str = "sampling") -> SampleResult:
+    """The loop every sampler shares: x_T ~ N(0, I) (or the given ``x_T``), then for each t of
+    ``path`` (decreasing; t_prev is the next entry, -1 after the last) x <- step(eps_theta(x, t),
+    x, t, t_prev, z) with fresh noise z where ``noisy(t, t_prev)``. The model runs in eval mode
+    under ``torch.no_grad``; noise comes from ``generator`` (or a CPU one seeded with ``seed``)."""
+    gen = _start(n, generator, seed)
+    device = model_device(model)
+    path = list(path)
+    if not path or any(b >= a for a, b in zip(path, path[1:])) or not 0 <= path[-1] <= path[0] < schedule.T:
+        raise ValueError(f"timesteps must be strictly decreasing within [0, {schedule.T}), got {path[:5]}...")
+    wanted = _check_trajectory(trajectory_at, path)
+    eps_fn = eps_function(model, y, guidance, n, device)
+    if x_T is not None:
+        if tuple(x_T.shape) != (n, *image_shape):
+            raise ValueError(f"x_T must have shape {[n, *image_shape]}, got {list(x_T.shape)}")
+        if not torch.isfinite(x_T).all():
+            raise ValueError("x_T contains NaN or inf; start from torch.randn noise")
+    x = _randn((n, *image_shape), gen, device) if x_T is None else x_T.to(device)
+    trajectory: Dict[int, Tensor] = {}
+    with torch.no_grad(), eval_mode(model):
+        for i, t in enumerate(tqdm(path, desc=desc, disable=not progress, leave=False)):
+            if t in wanted:
+                trajectory[t] = x.cpu()
+            t_prev = path[i + 1] if i + 1 < len(path) else -1
+            tt = torch.full((n,), t, dtype=torch.long, device=device)
+            noise = _randn(x.shape, gen, device) if noisy(t, t_prev) else None
+            x = step(eps_fn(x, tt), x, t, t_prev, noise)
+    return SampleTrajectory(x, trajectory) if trajectory_at is not None else x
+
+
 def ddpm_sample(model: torch.nn.Module, schedule: Schedule, n: int, *,
                 image_shape: Sequence[int] = (1, 28, 28), y: Optional[Tensor] = None,
                 generator: Optional[torch.Generator] = None, seed: Optional[int] = None,
                 guidance: float = 0.0, variance: str = "beta_tilde", clip_x0: bool = True,
-                trajectory_at: Optional[Iterable[int]] = None, progress: bool = True,
-                eps_fn: Optional[EpsFn] = None) -> SampleResult:
+                trajectory_at: Optional[Iterable[int]] = None, progress: bool = True) -> SampleResult:
     """Ancestral sampling, Algorithm 2: x_T ~ N(0, I), then :func:`ddpm_step` for
     t = T-1 .. 0 (code indices). Returns images in about [-1, 1], shape [n, *image_shape].
 
     ``y`` (labels, or one int for all) conditions a class-conditional model, with
     classifier-free ``guidance`` weight w (:func:`guided_eps`). With ``trajectory_at``
-    (steps t), returns ``(x_0, {t: x_t})`` where x_t is the image entering step t.
-    ``eps_fn(x_t, t)`` replaces the model call altogether."""
-    gen = _start(n, generator, seed)
-    device = model_device(model)
-    schedule = schedule.to(device)
-    path = list(range(schedule.T - 1, -1, -1))
-    wanted = _check_trajectory(trajectory_at, path)
-    eps_fn = eps_fn or _eps_fn(model, y, guidance, n, device)
-    was_training = model.training
-    model.eval()
-    x = _randn((n, *image_shape), gen, device)
-    trajectory: Dict[int, Tensor] = {}
-    try:
-        for t in tqdm(path, desc="DDPM sampling", disable=not progress, leave=False):
-            if t in wanted:
-                trajectory[t] = x.cpu()
-            tt = torch.full((n,), t, dtype=torch.long, device=device)
-            noise = _randn(x.shape, gen, device) if t > 0 else None
-            x = ddpm_step(schedule, eps_fn(x, tt), x, t, noise=noise, variance=variance,
-                          clip_x0=clip_x0)
-    finally:
-        model.train(was_training)
-    return (x, trajectory) if trajectory_at is not None else x
+    (steps t), returns a :class:`SampleTrajectory` (images, {t: x_t})."""
+    check_variance(variance)
+    schedule = schedule.to(model_device(model))
+
+    def step(eps: Tensor, x: Tensor, t: int, t_prev: int, noise: Optional[Tensor]) -> Tensor:
+        return ddpm_step(schedule, eps, x, t, noise=noise, variance=variance, clip_x0=clip_x0)
+
+    return reverse_loop(model, schedule, n, range(schedule.T - 1, -1, -1), step,
+                        noisy=lambda t, t_prev: t > 0, image_shape=image_shape, y=y, guidance=guidance,
+                        generator=generator, seed=seed, trajectory_at=trajectory_at,
+                        progress=progress, desc="DDPM sampling")
 
 
-@torch.no_grad()
-def ddim_sample(model: torch.nn.Module, schedule: Schedule, n: int, *, steps: int = 50,
-                eta: float = 0.0, timesteps: Optional[Sequence[int]] = None,
+def ddim_sample(model: torch.nn.Module, schedule: Schedule, n: int, *, steps: int = SamplerConfig.steps,
+                eta: float = SamplerConfig.eta, timesteps: Optional[Sequence[int]] = None,
                 image_shape: Sequence[int] = (1, 28, 28), y: Optional[Tensor] = None,
                 guidance: float = 0.0, generator: Optional[torch.Generator] = None,
                 seed: Optional[int] = None, clip_x0: bool = True, x_T: Optional[Tensor] = None,
-                trajectory_at: Optional[Iterable[int]] = None, progress: bool = True,
-                eps_fn: Optional[EpsFn] = None) -> SampleResult:
+                trajectory_at: Optional[Iterable[int]] = None, progress: bool = True) -> SampleResult:
     """DDIM sampling (Song et al. 2021) over ``steps`` steps spread by :func:`ddim_timesteps`
     (or an explicit decreasing ``timesteps`` list), with :func:`ddim_step` between consecutive
     steps and a final step to t_prev = -1. ``x_T`` fixes the starting noise (e.g. for
     interpolation). Returns like :func:`ddpm_sample`."""
-    gen = _start(n, generator, seed)
-    device = model_device(model)
-    schedule = schedule.to(device)
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    schedule = schedule.to(model_device(model))
     path = list(timesteps) if timesteps is not None else ddim_timesteps(schedule.T, steps)
-    if any(b >= a for a, b in zip(path, path[1:])) or not 0 <= path[-1] <= path[0] < schedule.T:
-        raise ValueError(f"timesteps must be strictly decreasing within [0, {schedule.T}), got {path[:5]}...")
-    wanted = _check_trajectory(trajectory_at, path)
-    eps_fn = eps_fn or _eps_fn(model, y, guidance, n, device)
-    was_training = model.training
-    model.eval()
-    if x_T is not None and tuple(x_T.shape) != (n, *image_shape):
-        raise ValueError(f"x_T must have shape {[n, *image_shape]}, got {list(x_T.shape)}")
-    x = _randn((n, *image_shape), gen, device) if x_T is None else x_T.to(device)
-    trajectory: Dict[int, Tensor] = {}
-    try:
-        for i, t in enumerate(tqdm(path, desc="DDIM sampling", disable=not progress, leave=False)):
-            if t in wanted:
-                trajectory[t] = x.cpu()
-            t_prev = path[i + 1] if i + 1 < len(path) else -1
-            tt = torch.full((n,), t, dtype=torch.long, device=device)
-            noise = _randn(x.shape, gen, device) if (eta > 0 and t_prev >= 0) else None
-            x = ddim_step(schedule, eps_fn(x, tt), x, t, t_prev, eta=eta, noise=noise, clip_x0=clip_x0)
-    finally:
-        model.train(was_training)
-    return (x, trajectory) if trajectory_at is not None else x
+
+    def step(eps: Tensor, x: Tensor, t: int, t_prev: int, noise: Optional[Tensor]) -> Tensor:
+        return ddim_step(schedule, eps, x, t, t_prev, eta=eta, noise=noise, clip_x0=clip_x0)
+
+    return reverse_loop(model, schedule, n, path, step, noisy=lambda t, t_prev: eta > 0 and t_prev >= 0,
+                        image_shape=image_shape, y=y, guidance=guidance, generator=generator, seed=seed,
+                        x_T=x_T, trajectory_at=trajectory_at, progress=progress, desc="DDIM sampling")

@@ -23,6 +23,9 @@ from .config import DiffusionConfig
 
 Tensor = torch.Tensor
 
+# sigma_t^2 of the reverse process p(x_{t-1} | x_t) (Ho et al. 2020, Sec. 3.2): the two choices
+VARIANCES = ("beta_tilde", "beta")
+
 
 def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
     """Linear schedule of Ho et al. 2020 (Sec. 4): beta_t evenly spaced from 1e-4 to 0.02.
@@ -133,3 +136,16 @@ def make_schedule(config: Union[DiffusionConfig, None] = None, **overrides) -> S
     else:
         raise ValueError(f"unknown schedule {config.schedule!r}: use 'linear' or 'cosine'")
     return schedule_from_betas(betas, name=config.schedule)
+
+
+def check_variance(variance: str) -> None:
+    """Raise a clear error unless ``variance`` names one of :data:`VARIANCES`."""
+    if variance not in VARIANCES:
+        raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
+
+
+def reverse_variance(schedule: Schedule, variance: str) -> Tensor:
+    """sigma_t^2 for every t: beta_tilde_t (Eq. 7, the posterior's variance: optimal for a
+    deterministic x_0) or beta_t (optimal for x_0 ~ N(0, I)); Sec. 3.2."""
+    check_variance(variance)
+    return schedule.beta_tilde if variance == "beta_tilde" else schedule.betas

@@ -5,6 +5,12 @@ history, atomic checkpoints and exact resume.
     data = load_mnist()
     trainer = Trainer(UNet(), train_config=TrainConfig(steps=2000), out_dir="runs/unet")
     history = trainer.fit(data)
+
+The loop knows nothing about the loss it minimises: by default L_simple of the model it
+trains (:func:`simple_loss_fn`), or any ``loss_fn(x0, y, generator)`` (the benchmark trains
+other libraries' networks with it). The pure parts live in functions: the learning rate of a
+step (:func:`learning_rate`), the batch order (:func:`batch_order`), label dropout
+(:func:`ddpm_lib.guidance.drop_labels`).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import math
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Callable, Iterator, List, Optional, Union
 
 import torch
 from torch.utils.data import TensorDataset
@@ -23,14 +29,49 @@ from tqdm.auto import tqdm
 from .checkpoints import FORMAT, check_compatible, load_checkpoint, save_checkpoint
 from .config import DiffusionConfig, TrainConfig, get_device
 from .diffusion import simple_loss
+from .guidance import drop_labels
 from .models import build_model, config_from_dict, config_to_dict
-from .schedules import make_schedule
+from .schedules import Schedule, make_schedule
 
 Tensor = torch.Tensor
+# loss_fn(x0 on the training device, labels or None, the trainer's CPU generator) -> scalar loss
+LossFn = Callable[[Tensor, Optional[Tensor], torch.Generator], Tensor]
 
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; training stopped before the weights were updated."""
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """The learning rate of optimizer step ``step`` (0-based): linear warm-up from lr / warmup_steps
+    to lr over the first ``warmup_steps`` steps, then constant."""
+    return config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+
+
+def batch_order(n: int, batch_size: int, seed: int, start_step: int = 0) -> Iterator[Tensor]:
+    """Index batches for steps ``start_step``, ``start_step + 1``, ...: epoch e is a permutation of
+    the n images seeded by (seed, e), cut into n // batch_size batches (the rest is dropped), so
+    the batch of any step can be recomputed after a resume."""
+    per_epoch = n // batch_size
+    if per_epoch == 0:
+        raise ValueError(f"batch_size {batch_size} is larger than the data set ({n} images)")
+    step = start_step
+    while True:
+        epoch, offset = divmod(step, per_epoch)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        for i in range(offset, per_epoch):
+            yield perm[i * batch_size:(i + 1) * batch_size]
+            step += 1
+
+
+def simple_loss_fn(model: torch.nn.Module, schedule: Schedule) -> LossFn:
+    """L_simple (Eq. 14) of ``model`` as a trainer loss: t ~ U{0..T-1} and eps ~ N(0, I) drawn on
+    the CPU from the trainer's generator (a seed gives the same run on every device)."""
+    def loss(x0: Tensor, y: Optional[Tensor], generator: torch.Generator) -> Tensor:
+        t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator)
+        noise = torch.randn(x0.shape, generator=generator)
+        return simple_loss(model, schedule, x0, t=t.to(x0.device), noise=noise.to(x0.device), y=y)
+    return loss
 
 
 class EMA:
@@ -51,24 +92,28 @@ class EMA:
 
 
 class Trainer:
-    """Trains a noise predictor eps_theta with L_simple (Eq. 14, Algorithm 1).
+    """Trains a noise predictor eps_theta with L_simple (Eq. 14, Algorithm 1), or any model
+    with the ``loss_fn`` given.
 
     ``fit`` runs until ``train_config.steps`` optimizer steps (or ``max_minutes``) and can be
     called again after an interruption; with ``out_dir`` it writes ``checkpoint.pt`` every
-    ``checkpoint_every`` steps and at the end. Random numbers for t, eps and the batch order
-    come from seeded generators saved in the checkpoint, so a resumed run on CPU continues
-    exactly as an uninterrupted one would."""
+    ``checkpoint_every`` steps and at the end. Random numbers for t, eps, label dropout and the
+    batch order come from generators seeded with ``train_config.seed`` and saved in the
+    checkpoint, so a resumed run on CPU continues exactly as an uninterrupted one would. A
+    model that draws its own random numbers (dropout) uses torch's global RNG: seed it with
+    :func:`ddpm_lib.seed_everything`; checkpoints save and restore it too."""
 
     def __init__(self, model: torch.nn.Module, diffusion: Optional[DiffusionConfig] = None,
                  train_config: Optional[TrainConfig] = None, *,
+                 loss_fn: Optional[LossFn] = None,
                  out_dir: Union[str, Path, None] = None,
                  device: Union[str, torch.device, None] = None):
         self.config = train_config or TrainConfig()
         self.diffusion = diffusion or DiffusionConfig()
         self.device = torch.device(device) if device is not None else get_device()
         self.model = model.to(self.device)
-        self.model.num_timesteps = self.diffusion.T  # lets the model refuse t >= T itself
         self.schedule = make_schedule(self.diffusion).to(self.device)
+        self.loss_fn = loss_fn or simple_loss_fn(self.model, self.schedule)
         self.ema = EMA(self.model, self.config.ema_decay)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr,
                                            weight_decay=self.config.weight_decay)
@@ -78,7 +123,6 @@ class Trainer:
         self.elapsed_s = 0.0
         self.interrupted = False
         self.generator = torch.Generator().manual_seed(self.config.seed)
-        torch.manual_seed(self.config.seed)
 
     # ----------------------------------------------------------------- checkpoints
     @property
@@ -137,39 +181,15 @@ class Trainer:
         return trainer.load_state(state)
 
     # ----------------------------------------------------------------- the loop
-    def _batch_indices(self, n: int):
-        """Yield index batches from ``self.step`` on: epoch e is a permutation seeded by
-        (seed, e), so any step's batch can be recomputed after a resume."""
-        bs = self.config.batch_size
-        per_epoch = n // bs
-        if per_epoch == 0:
-            raise ValueError(f"batch_size {bs} is larger than the data set ({n} images)")
-        step = self.step
-        while True:
-            epoch, offset = divmod(step, per_epoch)
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.seed * 100_003 + epoch))
-            for i in range(offset, per_epoch):
-                yield perm[i * bs:(i + 1) * bs]
-                step += 1
-
-    def _labels(self, y: Tensor) -> Optional[Tensor]:
-        null = getattr(self.model, "null_label", None)
-        if null is None:
-            return None
-        drop = torch.rand(y.shape, generator=self.generator) < self.config.label_dropout
-        return torch.where(drop, torch.full_like(y, null), y)  # classifier-free guidance training
-
     def train_step(self, x0: Tensor, y: Optional[Tensor] = None) -> float:
         """One optimizer step of Algorithm 1 on a batch x0 (in [-1, 1]); returns the loss."""
         cfg = self.config
-        t = torch.randint(0, self.schedule.T, (x0.shape[0],), generator=self.generator)
-        noise = torch.randn(x0.shape, generator=self.generator)
-        x0, t, noise = x0.to(self.device), t.to(self.device), noise.to(self.device)
+        x0 = x0.to(self.device)
         y = y.to(self.device) if y is not None else None
-        for group in self.optimizer.param_groups:  # linear warm-up
-            group["lr"] = cfg.lr * min(1.0, (self.step + 1) / max(1, cfg.warmup_steps))
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.step, cfg)
         self.model.train()
-        loss = simple_loss(self.model, self.schedule, x0, t=t, noise=noise, y=y)
+        loss = self.loss_fn(x0, y, self.generator)
         if not torch.isfinite(loss):
             saved = f"the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path \
                 and self.checkpoint_path.exists() else "no checkpoint was written yet"
@@ -204,10 +224,13 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, desc="training", disable=not progress)
         running = None
         try:
-            batches = self._batch_indices(len(images))
+            batches = batch_order(len(images), cfg.batch_size, cfg.seed, self.step)
+            null = getattr(self.model, "null_label", None)  # None: the model takes no labels
             while (cfg.steps is None or self.step < cfg.steps) and self.elapsed_s < budget_s:
                 idx = next(batches)
-                loss = self.train_step(images[idx], self._labels(labels[idx]) if labels is not None else None)
+                y = None if labels is None or null is None else \
+                    drop_labels(labels[idx], null, cfg.label_dropout, self.generator)
+                loss = self.train_step(images[idx], y)
                 self.history.append(loss)
                 self.elapsed_s = start_elapsed + time.perf_counter() - start
                 running = loss if running is None else 0.98 * running + 0.02 * loss

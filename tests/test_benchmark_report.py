@@ -1,174 +1,203 @@
-"""benchmarks/report.py: the targets table is computed from the numbers, never written by hand."""
+"""benchmarks/: RESULTS.md's tables are rendered from results.json between markers, the prose around
+them is left alone; the benchmark's cache and its one-sitting sampling order."""
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import compare  # noqa: E402
+import judges  # noqa: E402
 import report  # noqa: E402
 
 
-def _sample(fid: float, seconds: float, chunks=None, histogram=(50,) * 10) -> dict:
+def _sample(fid: float, seconds: float, fid2=None) -> dict:
     s = {"fid": fid, "fid_floor": 0.5, "fid_ratio": fid / 0.5, "confident_share": 0.6, "entropy_bits": 3.2,
-         "seconds": seconds, "histogram": list(histogram)}
-    if chunks is not None:
-        s["chunks"] = chunks
+         "seconds": seconds, "fid2": fid2}
+    if fid2 is not None:
+        s.update(fid2_floor=0.55, precision=0.7, recall=0.6)
     return s
 
 
-def _data(ddpm_chunks, retime=None) -> dict:
-    ours = {"params": 2e6, "steps": 10, "images_per_s": 90.0, "train_gflops": 100.0, "peak_fraction": 0.7,
-            "train_gflop_per_image": 1.5,
-            "samples": {"ddim50": _sample(1.9, 100.0), "ddpm1000": _sample(2.0, 4000.0, ddpm_chunks)}}
-    if retime:
-        ours["retime"] = {"ddim50": retime}
-    return {"meta": {"n": 500, "peak_gflops": 150.0, "commands": ["python benchmarks/compare.py"]},
-            "20min": {"ours": ours, "ddp": {"params": 2e6, "steps": 5, "images_per_s": 40.0, "train_gflops": 50.0,
-                                            "peak_fraction": 0.3, "samples": {"ddim50": _sample(4.0, 300.0)}}}}
+def _trained(params: float, steps: int, images_per_s: float, samples: dict) -> dict:
+    return {"params": params, "steps": steps, "images_per_s": images_per_s, "train_gflops": 60.0,
+            "peak_fraction": 0.4, "samples": samples}
 
 
-def _target_row(data: dict, start: str) -> str:
-    lines, _ = report._targets(data)
-    return next(line for line in lines if line.startswith(f"| {start}"))
+def _data(fid2=1.2) -> dict:
+    return {"meta": {"n": 500, "peak_gflops": 150.0, "threads": 2, "cpu": "x86_64", "torch": "2.x",
+                     "commands": ["python benchmarks/compare.py --minutes 20", "python benchmarks/compare.py --only ddp"]},
+            "20min": {"ddp": _trained(2e6, 5, 40.0, {"ddim50": _sample(4.0, 300.0, fid2),
+                                                     "ddim50_eta1": _sample(3.0, 310.0, fid2)}),
+                      "ours_small": _trained(5e5, 40, 300.0, {
+                          "ddpm1000": _sample(1.0, 600.0, fid2), "ddim10": _sample(3.0, 6.0, fid2),
+                          "ddim50": _sample(1.5, 30.0, fid2), "ddim50_eta1": _sample(1.1, 31.0, fid2)}),
+                      "diffusers": {}}}  # not trained yet: no row
 
 
-def test_same_sitting_ratio_uses_the_latest_ddpm_chunk():
-    chunks = [{"seconds": 2000.0, "n": 250, "finished": "2026-11-20 10:00 UTC"},
-              {"seconds": 2500.0, "n": 250, "finished": "2026-11-24 04:00 UTC"}]
-    again = {"seconds": 100.0, "n": 250, "finished": "2026-11-24 04:02 UTC"}
-    ratio, last, _ = report._same_sitting_speedup(_data(chunks, again)["20min"]["ours"])
-    assert last["finished"].startswith("2026-11-24") and ratio == pytest.approx(25.0)
-    row = _target_row(_data(chunks, again), "DDIM-50 within")
-    # FID 1.9 / 2.0 = 0.95x, 25x faster in one sitting: met; the stage totals (40x) shown beside it
-    assert "25.0x faster in one sitting" in row and "40.0x from the stage totals" in row and row.endswith("| met |")
+def _between(text: str, name: str) -> str:
+    return text.split(report.BEGIN.format(name))[1].split(report.END)[0]
 
 
-def test_a_slow_sitting_misses_the_speed_target_and_says_so():
-    chunks = [{"seconds": 1000.0, "n": 250, "finished": "2026-11-24 04:00 UTC"}]
-    again = {"seconds": 100.0, "n": 250, "finished": "2026-11-24 04:02 UTC"}  # only 10x
-    row = _target_row(_data(chunks, again), "DDIM-50 within")
-    assert row.endswith("| **missed** |")
-    # without a re-timing the stage totals decide, and the row says they were not taken in one sitting
-    row = _target_row(_data(chunks), "DDIM-50 within")
-    assert "not re-timed" in row and row.endswith("| met |")
+def test_tables_from_a_small_results_dict():
+    blocks = report.render(_data())
+    rows = [line for line in blocks["tables"] if line.startswith("| ") and "---" not in line]
+    assert "`python benchmarks/compare.py --only ddp`" in rows[1]  # every command of a resumed run
+    assert "| 150 GFLOP/s |" in rows[3]
+    assert rows[5] == ("| ddpm_lib U-Net, small preset (ours) | 0.50M | 300 | 40 | 60 (40%) | 1.50 (0.50) | 3.00x | "
+                       "1.20 (0.55) | 0.70 / 0.60 | 60.0% | 3.20 | 30 |")  # ours first, its DDIM-50 (eta 0)
+    assert rows[6].startswith("| denoising-diffusion-pytorch Unet | 2.00M | 40 | 5 |") and "| 8.00x |" in rows[6]
+    assert len(rows) == 7 and not any("diffusers" in r for r in rows)
+    assert any("20 minutes" in line and "n = 500" in line for line in blocks["tables"])
+    curve = [line.split(" | ")[:2] for line in blocks["curves"] if line.startswith("| DD")]
+    assert curve == [["| DDIM-10", "6"], ["| DDIM-50", "30"], ["| DDIM-50, eta = 1", "31"], ["| DDPM-1000", "600"]]
+    assert "### ddpm_lib U-Net, small preset (ours)" in "\n".join(blocks["curves"])
+    assert "denoising-diffusion-pytorch" not in "\n".join(blocks["curves"])  # curves are ours only
 
 
-def test_write_report_lists_every_chunk(tmp_path):
-    chunks = [{"seconds": 1000.0, "n": 250, "finished": "2026-11-24 04:00 UTC"}]
-    data = _data(chunks, {"seconds": 50.0, "n": 250, "finished": "2026-11-24 04:02 UTC"})
+def test_a_contender_not_sampled_yet_keeps_its_training_row():
+    data = _data()
+    data["20min"]["ddp"]["samples"] = {}
+    row = next(line for line in report.render(data)["tables"] if line.startswith("| denoising"))
+    assert row.startswith("| denoising-diffusion-pytorch Unet | 2.00M | 40 | 5 | 60 (40%) | not sampled yet")
+
+
+def test_results_scored_by_the_first_judge_are_flagged():
+    data = _data(fid2=None)
+    data["20min"]["ddp"]["samples"]["ddim50"] = _sample(4.0, 300.0, fid2=2.0)  # rescored by both judges
+    assert report.first_judge_results(data) == [
+        "20min ddp ddim50_eta1", *(f"20min ours_small {k}" for k in ("ddpm1000", "ddim10", "ddim50", "ddim50_eta1"))]
+    tables = report.render(data)["tables"]
+    small = next(line for line in tables if line.startswith("| ddpm_lib"))
+    assert "| 3.00x | - | - | 60.0% |" in small
+    assert "| 8.00x | 2.00 (0.55) | 0.70 / 0.60 |" in next(line for line in tables if line.startswith("| denoising"))
+    assert "first judge" in tables[-1]
+    assert report.first_judge_results(_data()) == []
+    assert not any("first judge" in line for line in report.render(_data())["tables"])
+
+
+def test_prose_outside_the_markers_is_kept(tmp_path):
+    prose = ["# Benchmark results", "", "Written by hand: DDIM-50 is *fast*.", "",
+             report.BEGIN.format("tables"), "stale table", report.END, "", "Between the blocks, by hand.", "",
+             report.BEGIN.format("curves"), report.END, "", "Closing words.", ""]
+    (tmp_path / "RESULTS.md").write_text("\n".join(prose))
+    data = _data()
     data["meta"]["out"] = str(tmp_path / "runs")
     report.write_report(data, tmp_path)
     text = (tmp_path / "RESULTS.md").read_text()
-    assert "| DDPM-1000 | 0 | 250 | 1000 | 4.00 |" in text  # 1000 s / (250 images x 1000 calls) = 4 ms
-    assert "| DDIM-50, re-timed | | 250 | 50 | 4.00 |" in text
-    assert "20.0x less time per image for DDIM-50" in text
+    assert "stale table" not in text and "| ddpm_lib U-Net, small preset (ours) | 0.50M |" in _between(text, "tables")
+    assert "| DDPM-1000 | 600 |" in _between(text, "curves")
+    outside = text
+    for name in ("tables", "curves"):
+        outside = outside.replace(_between(text, name), "\n")
+    assert outside == "\n".join(prose).replace("stale table\n", "")
+    assert json.loads((tmp_path / "results.json").read_text()) == data and (tmp_path / "results.png").exists()
+    report.write_report(data, tmp_path)
+    assert (tmp_path / "RESULTS.md").read_text() == text  # idempotent
 
 
-def test_a_retiming_from_another_sitting_is_not_paired():
-    chunks = [{"seconds": 1000.0, "n": 250, "finished": "2026-11-24 04:00 UTC"}]
-    for finished in ("2026-11-24 03:59 UTC", "2026-11-25 04:02 UTC"):  # before the chunk, a day later
-        again = {"seconds": 10.0, "n": 250, "finished": finished}
-        assert report._same_sitting_speedup(_data(chunks, again)["20min"]["ours"]) is None
-    # a retime of both samplers in one command is paired whatever the chunks say
-    data = _data(chunks, {"seconds": 10.0, "n": 250, "finished": "2026-12-01 10:00 UTC", "sitting": "s"})
-    data["20min"]["ours"]["retime"]["ddpm1000"] = {"seconds": 300.0, "n": 250, "finished": "2026-12-01 10:10 UTC",
-                                                   "sitting": "s"}
-    assert report._same_sitting_speedup(data["20min"]["ours"])[0] == pytest.approx(30.0)
-
-
-def test_limits_explain_only_missed_targets():
-    chunks = [{"seconds": 2500.0, "n": 250, "finished": "2026-11-24 04:00 UTC"}]
-    data = _data(chunks, {"seconds": 100.0, "n": 250, "finished": "2026-11-24 04:02 UTC"})
-    ours = data["20min"]["ours"]["samples"]
-    # met: DDIM-50 1.9 vs DDPM 2.0; ours 1.9 < 0.8 x ddp's 4.0; but 3.8x the floor is met too
-    _, verdicts = report._targets(data)
-    assert verdicts == {"floor": True, "peers": True, "ddim": True, "throughput": True}
-    assert report._limits(data, verdicts) == []
-    # now DDIM-50 (eta = 0) is 3x worse than DDPM-1000 and over-produces one class; eta = 1 closes the gap
-    ours["ddim50"] = _sample(6.0, 100.0, histogram=(20,) * 8 + (300, 40))
-    ours["ddim50_eta1"] = _sample(2.2, 100.0)
-    data["20min"]["ddp"]["samples"]["ddim50"] = _sample(10.0, 300.0)   # still 0.6x the peer
-    _, verdicts = report._targets(data)
-    assert verdicts["ddim"] is False and verdicts["floor"] is False and verdicts["peers"] is True
-    notes = "\n".join(report._limits(data, verdicts))
-    assert "eta = 1) score 2.20, 1.10x DDPM-1000" in notes
-    assert "puts 60% of its samples in the class 8" in notes   # 300 of 500
-    assert "Distance to the floor" in notes and "Against the peers" not in notes
-    assert "DDIM-50, eta = 1 |" in "\n".join(report._curve_rows(data["20min"]["ours"]))
-
-
-def test_report_of_a_smoke_run_without_the_20_minute_budget(tmp_path):
-    data = _data([{"seconds": 10.0, "n": 100, "finished": "2026-11-24 04:00 UTC"}])
-    data["1min"] = data.pop("20min")
-    data["meta"]["out"] = str(tmp_path / "runs")
+def test_a_new_results_file_gets_every_block_appended(tmp_path):
+    (tmp_path / "judges.json").write_text((BENCH / "judges.json").read_text())
+    data = _data()
+    data["1min"] = data.pop("20min")  # a smoke run
     report.write_report(data, tmp_path)
     text = (tmp_path / "RESULTS.md").read_text()
-    assert "## 1 minutes of training each" in text and "defined for the 20-minute budget; not run yet" in text
+    assert text.startswith("# Benchmark results")
+    assert [text.index(report.BEGIN.format(b)) for b in ("tables", "curves", "judges")] == \
+        sorted(text.index(report.BEGIN.format(b)) for b in ("tables", "curves", "judges"))
+    assert "## 1 minutes of training each" in text and "## The two judges" in _between(text, "judges")
 
 
-def test_a_peers_eta_1_row_does_not_enter_the_eta_0_comparison():
-    data = _data([{"seconds": 1000.0, "n": 250, "finished": "2026-11-24 04:00 UTC"}])
-    res = data["20min"]
-    res["ours"]["samples"]["ddim50"] = _sample(3.5, 100.0)          # 0.875x ddp's 4.0 at eta = 0: missed
-    res["ours"]["samples"]["ddim50_eta1"] = _sample(1.5, 100.0)
-    res["ddp"]["samples"]["ddim50_eta1"] = _sample(1.0, 300.0)      # better, but another sampler setting
-    assert report._peer_fids(res) == {"ddp": 4.0}
-    lines, verdicts = report._targets(data)
-    assert verdicts["peers"] is False
-    notes = "\n".join(report._limits(data, verdicts))
-    assert "With eta = 1 for both, ours scores 1.50 against its 1.00 (1.50x)." in notes
-
-
-def test_the_small_preset_gets_its_own_target_rows_and_notes(tmp_path):
-    chunks = [{"seconds": 1000.0, "n": 250, "finished": "2026-11-24 04:00 UTC"}]
-    data = _data(chunks)
-    res = data["20min"]
-    res["ours"]["samples"]["ddim50"] = _sample(3.5, 100.0)            # default: 7x the floor, 0.875x the peer
-    res["ours_small"] = {"params": 5e5, "steps": 40, "images_per_s": 300.0, "train_gflops": 60.0, "train_gflop_per_image": 0.4,
-                         "peak_fraction": 0.4, "samples": {"ddim50": _sample(1.5, 30.0)}}  # 3x, 0.375x the peer
-    assert report._peer_fids(res) == {"ddp": 4.0}  # our second model is not a peer
-    lines, verdicts = report._targets(data)
-    assert verdicts["floor"] is False and verdicts["peers"] is False
-    assert verdicts["floor:ours_small"] is True and verdicts["peers:ours_small"] is True
-    assert verdicts["throughput:ours_small"] is False and verdicts["ddim:ours_small"] is None  # no DDPM-1000 yet
-    assert any(line.startswith("| MNIST-FID within 4x") and "| small preset | 3.00x | met |" in line for line in lines)
-    notes = "\n".join(report._limits(data, verdicts))
-    assert "Distance to the floor:" in notes and "Distance to the floor (small preset)" not in notes
-    assert ("The small preset (0.50M parameters, 0.40 against 1.50 GFLOP per training image) saw 0.09 epochs in the "
-            "same time and scores 3.0x with DDIM-50.") in notes
-    data["meta"]["out"] = str(tmp_path / "runs")
-    report.write_report(data, tmp_path)
-    text = (tmp_path / "RESULTS.md").read_text()
-    assert "| ddpm_lib U-Net, small preset (ours) | 0.50M | 300 | 40 |" in text
-    assert "### ddpm_lib U-Net, small preset (ours): sampler steps" in text
+def test_the_committed_results_render_the_committed_tables():
+    """The old results.json (with chunk timestamps, re-timings and bits/dim the report ignores) gives
+    exactly the tables committed in RESULTS.md."""
+    data = json.loads((BENCH / "results.json").read_text())
+    text = (BENCH / "RESULTS.md").read_text()
+    blocks = report.render(data, json.loads((BENCH / "judges.json").read_text()))
+    assert set(blocks) == {"tables", "curves", "judges"}
+    assert report.fill(text, blocks) == text
+    assert "| ddpm_lib U-Net (ours) | 2.59M | 88 | 825 | 130 (73%) | 17.60 (0.57) | 30.77x | - | - |" in text
+    assert "| DDPM-1000 | 4638 | 7.23 | 12.64x | 67.2% | 3.31 |" in _between(text, "curves")
+    assert "first judge" in _between(text, "tables")
 
 
 def test_results_file_keeps_stages_added_through_references_taken_before_a_save(tmp_path):
-    import compare
-
     run = compare.Run(tmp_path)
     contender = run.data.setdefault("20min", {}).setdefault("ours_small", {})
     samples = contender.setdefault("samples", {})
-    for label in ("ddim50", "ddim10", "ddim20", "ddpm1000"):  # one save per stage, as the benchmark does
+    for label in ("ddim50", "ddim10"):  # one save per stage
         samples[label] = {"fid": 1.0}
         run.save()
     other = compare.Run(tmp_path)  # another invocation adds a stage of its own, then this run saves again
     other.data["20min"]["ddp"] = {"steps": 5}
     other.save()
-    contender["retime"] = {"ddim50": {"seconds": 1.0}}
+    samples["ddpm1000"] = {"fid": 2.0}
     run.save()
     on_disk = compare.Run(tmp_path).data["20min"]
-    assert set(on_disk["ours_small"]["samples"]) == {"ddim50", "ddim10", "ddim20", "ddpm1000"}
-    assert on_disk["ddp"] == {"steps": 5} and "retime" in on_disk["ours_small"]
+    assert set(on_disk["ours_small"]["samples"]) == {"ddim50", "ddim10", "ddpm1000"}
+    assert on_disk["ddp"] == {"steps": 5}
+
+
+class _Report:
+    def __init__(self, x):
+        self.x = x
+
+    def as_dict(self):
+        return {"fid": float(self.x.mean()), "n": len(self.x)}
+
+
+class _Evaluator:
+    def evaluate(self, x):
+        return _Report(x)
+
+
+def test_all_samplers_of_a_model_are_drawn_chunk_by_chunk_in_turn(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(curve):
+        net = torch.nn.Linear(1, 1)
+
+        def draw(label, value):
+            return lambda n, seed: calls.append((label, n, seed)) or torch.full((n, 1, 28, 28), value + net.bias.item())
+        return net, None, {"a": draw("a", 0.0), "b": draw("b", 1.0)}
+
+    monkeypatch.setitem(compare.CONTENDERS, "fake", fake)
+    monkeypatch.setattr(compare, "CHUNK", 4)
+    run = compare.Run(tmp_path)
+    run.data["1min"] = {"fake": {"steps": 1}}
+    net = torch.nn.Linear(1, 1)
+    torch.nn.init.constant_(net.bias, 0.5)  # the trained weights are loaded before sampling
+    torch.save(net.state_dict(), tmp_path / "fake_1min.pt")
+    compare.sample_and_score(run, "fake", "1min", 10, 2, (), _Evaluator())
+    assert calls == [("a", 4, 2000), ("b", 4, 2000), ("a", 4, 2001), ("b", 4, 2001), ("a", 2, 2002), ("b", 2, 2002)]
+    samples = compare.Run(tmp_path).data["1min"]["fake"]["samples"]
+    assert samples["a"]["fid"] == pytest.approx(0.5) and samples["b"]["fid"] == pytest.approx(1.5)
+    assert samples["a"]["n"] == 10 and len(samples["a"]["chunk_seconds"]) == 3
+    assert samples["a"]["seconds"] == pytest.approx(sum(samples["a"]["chunk_seconds"]))
+    del run.data["1min"]["fake"]["samples"]["b"]  # a stage to redo: its chunks come from the cache
+    calls.clear()
+    compare.sample_and_score(run, "fake", "1min", 10, 2, (), _Evaluator())
+    assert calls == [] and run.data["1min"]["fake"]["samples"]["b"]["fid"] == pytest.approx(1.5)
+
+
+def test_our_contenders_samplers():
+    model, loss, draws = compare.CONTENDERS["ours_small"]((10, 50, 1000))
+    assert loss is None  # the Trainer's L_simple
+    assert set(draws) == {"ddim10", "ddim50", "ddim50_eta1", "ddpm1000"}
+    x = draws["ddim10"](2, seed=0)
+    assert x.shape == (2, 1, 28, 28) and torch.equal(x, draws["ddim10"](2, seed=0))
 
 
 def test_spearman_and_discordant_pairs():
-    assert report.spearman([1, 2, 3], [10, 20, 30]) == 1.0
-    assert report.spearman([1, 2, 3], [30, 20, 10]) == -1.0
-    assert report.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert judges.spearman([1, 2, 3], [10, 20, 30]) == 1.0
+    assert judges.spearman([1, 2, 3], [30, 20, 10]) == -1.0
+    assert judges.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
     rows = [{"fid": 1, "fid2": 1}, {"fid": 2, "fid2": 3}, {"fid": 3, "fid2": 2}]
-    assert report.discordant_pairs(rows) == [(rows[1], rows[2])]
+    assert judges.discordant_pairs(rows) == [(rows[1], rows[2])]
 
 
 def test_judge_section_names_the_sets_the_judges_order_differently():
@@ -176,13 +205,13 @@ def test_judge_section_names_the_sets_the_judges_order_differently():
         return {"sampler": name, "seconds": 10.0, "fid": fid, "fid2": fid2, "precision": 0.7, "recall": 0.6,
                 "confident_share": 0.8, "rejected_share": 0.01}
 
-    judges = {"n": 1000, "seed": 0, "floor": {k: {"mean": 0.6, "std": 0.1} for k in ("fid", "fid2")},
-              "judges": {"main": {"kind": "cnn", "test_accuracy": 0.996}, "second": {"kind": "mlp", "test_accuracy": 0.99}},
-              "validation": [{"family": "real", "strength": 0, "fid": 0.6, "fid2": 0.5, "fid_ratio": 1, "fid2_ratio": 1},
-                             {"family": "blur", "strength": 0.7, "fid": 15.0, "fid2": 4.0, "fid_ratio": 25.0, "fid2_ratio": 8.0},
-                             {"family": "blur", "strength": 1.0, "fid": 40.0, "fid2": 15.0, "fid_ratio": 70.0, "fid2_ratio": 30.0}],
-              "samples": [s("DDIM-10, eta 0", 9.0, 5.0), s("DDIM-50, eta 0", 5.0, 6.0), s("DDIM-50, eta 1", 3.0, 2.0)]}
-    text = "\n".join(report.judge_section(judges))
-    assert "Spearman" in text and "blur 0.7: 25.0x / 8.0x (CNN more); strongest step 70x / 30x" in text
+    study = {"n": 1000, "seed": 0, "floor": {k: {"mean": 0.6, "std": 0.1} for k in ("fid", "fid2")},
+             "judges": {"main": {"kind": "cnn", "test_accuracy": 0.996}, "second": {"kind": "mlp", "test_accuracy": 0.99}},
+             "validation": [{"family": "real", "strength": 0, "fid": 0.6, "fid2": 0.5, "fid_ratio": 1, "fid2_ratio": 1},
+                            {"family": "blur", "strength": 0.7, "fid": 15.0, "fid2": 4.0, "fid_ratio": 25.0, "fid2_ratio": 8.0},
+                            {"family": "blur", "strength": 1.0, "fid": 40.0, "fid2": 15.0, "fid_ratio": 70.0, "fid2_ratio": 30.0}],
+             "samples": [s("DDIM-10, eta 0", 9.0, 5.0), s("DDIM-50, eta 0", 5.0, 6.0), s("DDIM-50, eta 1", 3.0, 2.0)]}
+    text = "\n".join(judges.judge_section(study))
+    assert "blur 0.7: 25.0x / 8.0x (CNN more); strongest step 70x / 30x" in text
     assert "- DDIM-10, eta 0 (9.00 / 5.00; 0.70, 0.60) vs DDIM-50, eta 0 (5.00 / 6.00; 0.70, 0.60)" in text
     assert "DDIM-50, eta 1 (3.00" not in text  # ordered the same way by both: not listed

@@ -116,9 +116,9 @@ def test_conditional_model_samples_a_chosen_digit(tmp_path):
 def test_evaluate_prints_one_json_line_of_metrics(tmp_path):
     import json
 
-    from ddpm_lib.data import default_data_root
+    from ddpm_lib import pretrained_path
 
-    ckpt = default_data_root() / "pretrained" / "unet_mnist.pt"
+    ckpt = pretrained_path("unet_mnist")
     r = run("evaluate", "--checkpoint", str(ckpt), "--n", "24", "--steps", "5", "--bpd-images", "4",
             "--t-samples", "4", "--device", "cpu")
     assert r.returncode == 0, r.stderr
@@ -147,3 +147,59 @@ def test_the_demo_trains_the_small_preset_for_three_minutes(monkeypatch):
     args = seen["args"]
     assert args.minutes == 3 and args.model == "unet" and args.out == "runs/demo"
     assert args.base_channels == UNetConfig.small().base_channels < UNetConfig().base_channels
+
+
+def test_every_cli_default_is_read_from_its_dataclass(monkeypatch):
+    """A default lives in one place: the parser's defaults equal the dataclass fields they
+    configure, and changing a dataclass default changes the parser and its --help."""
+    import dataclasses
+
+    from ddpm_lib import __main__ as cli
+    from ddpm_lib.config import DiffusionConfig, EvalConfig, SamplerConfig, TrainConfig
+    from ddpm_lib.metrics.classifier import ClassifierConfig
+
+    def parsed(command):
+        extra = ["--checkpoint", "x"] if command in ("sample", "evaluate") else []
+        return vars(cli.build_parser().parse_args([command, *extra]))
+
+    owners = {"train": (TrainConfig, DiffusionConfig), "sample": (SamplerConfig,),
+              "evaluate": (SamplerConfig, EvalConfig), "classifier": (ClassifierConfig,)}
+    dest_of = {"max_minutes": "minutes"}
+    # train --steps stays None on the command line: "TrainConfig().steps unless --minutes is given"
+    skip = {("train", "steps"), ("classifier", "epochs")}
+    checked = 0
+    for command, classes in owners.items():
+        args = parsed(command)
+        for cls in classes:
+            for f in dataclasses.fields(cls):
+                dest = dest_of.get(f.name, f.name)
+                if dest in args and (command, f.name) not in skip:
+                    assert args[dest] == f.default, (command, cls.__name__, f.name)
+                    checked += 1
+    assert checked >= 16, checked
+
+    def patched(cls, **defaults):
+        return dataclasses.dataclass(type(cls.__name__, (cls,), {"__annotations__": {k: type(v) for k, v in defaults.items()},
+                                                                 **defaults}))
+
+    monkeypatch.setattr(cli, "TrainConfig", patched(TrainConfig, lr=0.123, steps=777))
+    monkeypatch.setattr(cli, "SamplerConfig", patched(SamplerConfig, steps=37))
+    assert parsed("train")["lr"] == 0.123 and parsed("sample")["steps"] == 37
+    train_help = next(a for a in cli.build_parser()._actions if a.dest == "command").choices["train"].format_help()
+    assert "default: 777" in train_help and "default: 0.123" in train_help
+
+
+def test_resume_refuses_flags_that_differ_from_the_checkpoint(tmp_path, capsys):
+    from ddpm_lib import DiffusionConfig, TrainConfig, Trainer, UNet, UNetConfig
+    from ddpm_lib.__main__ import main
+
+    Trainer(UNet(UNetConfig(base_channels=8)), DiffusionConfig(T=100), TrainConfig(steps=0, lr=0.002, seed=3),
+            out_dir=tmp_path, device="cpu").save()
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    assert main(["train", "--out", str(tmp_path), "--resume", "--lr", "0.1", "--seed=3", "--T", "50",
+                 "--steps", "2"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1
+    assert "--lr 0.1 (checkpoint: 0.002)" in err and "--T 50 (checkpoint: 100)" in err
+    assert "--seed" not in err  # the same value as the checkpoint's is fine
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before  # refused before anything was written

@@ -9,7 +9,7 @@ import scipy.stats
 import torch
 
 from ddpm_lib import load_mnist, load_model, make_schedule
-from ddpm_lib.data import default_data_root
+from ddpm_lib import pretrained_path
 from ddpm_lib.diffusion import gather
 from ddpm_lib.metrics import (accuracy, bits_per_dim, class_entropy_bits,
                               discretized_gaussian_log_likelihood, frechet_distance, gaussian_stats,
@@ -17,7 +17,7 @@ from ddpm_lib.metrics import (accuracy, bits_per_dim, class_entropy_bits,
                               normal_kl, prior_kl, vlb_term)
 from ddpm_lib.checkpoints import CheckpointError
 
-PRETRAINED = default_data_root() / "pretrained" / "unet_mnist.pt"
+PRETRAINED = pretrained_path("unet_mnist")
 
 
 @pytest.fixture(scope="module")

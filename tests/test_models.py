@@ -102,8 +102,8 @@ def test_class_conditioning_hook_and_null_label(kind, tiny_unet_config):
     # y omitted means "no label": the null-label path
     assert torch.allclose(model(x, t), model(x, t, torch.full((3,), 10)))
     assert not torch.allclose(model(x, t, torch.tensor([1, 1, 1])), model(x, t, torch.tensor([2, 2, 2])))
-    with pytest.raises(ValueError, match=r"integers in \[0, 10\]"):
-        model(x, t, torch.tensor([0, 11, 3]))
+    with pytest.raises(TypeError, match=r"integers in \[0, 10\]"):
+        model(x, t, torch.tensor([0.0, 1.0, 3.0]))
 
 
 def test_unconditional_model_rejects_labels(tiny_unet_config):
@@ -126,27 +126,37 @@ def test_wrong_inputs_give_clear_errors(tiny_unet_config):
         model(torch.zeros(2, 1, 28, 28), torch.tensor([0.5, 0.1]))
     with pytest.raises(ValueError, match=r"shape \[2\]"):
         model(torch.zeros(2, 1, 28, 28), torch.tensor([1, 2, 3]))
-    with pytest.raises(ValueError, match=r">= 0"):
-        model(torch.zeros(2, 1, 28, 28), torch.tensor([-1, 2]))
-    with pytest.raises(ValueError, match=r"x / 127.5 - 1"):  # pixels 0..255 passed unscaled
-        model(torch.full((2, 1, 28, 28), 255.0), t)
-    with pytest.raises(ValueError, match="NaN"):
-        model(torch.full((2, 1, 28, 28), float("nan")), t)
+
+
+def test_the_model_reads_no_values_so_it_never_syncs_with_the_device(tiny_unet_config, monkeypatch):
+    """Values (t in [0, T), labels in range, finite data) are checked where they enter the library,
+    once; the forward pass checks only types and shapes, which cost no device-to-host copy."""
+    model = UNet(tiny_unet_config)
+    called = []
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: called.append("item") or 0)
+    monkeypatch.setattr(torch.Tensor, "__int__", lambda self: called.append("int") or 0)
+    monkeypatch.setattr(torch.Tensor, "__bool__", lambda self: called.append("bool") or True)
+    model(torch.zeros(2, 1, 28, 28), torch.tensor([1, 2]))
+    assert called == []
 
 
 @pytest.mark.parametrize("kind", ["unet", "mlp"])
-def test_a_model_trained_for_T_steps_refuses_t_at_or_beyond_T(kind, tiny_unet_config, tmp_path):
-    from ddpm_lib import DiffusionConfig, MLPConfig, Trainer, TrainConfig, build_model, load_mnist, load_model
+def test_t_at_or_beyond_T_is_refused_where_it_enters(kind, tiny_unet_config):
+    """The schedule holds T: every function that takes t with a schedule refuses t outside
+    [0, T) with the 0-based hint; samplers only ever pass valid t to the model."""
+    from ddpm_lib import MLPConfig, build_model, ddim_sample, make_schedule, q_sample, simple_loss
 
     cfg = tiny_unet_config if kind == "unet" else MLPConfig(hidden=64, num_blocks=1)
-    trainer = Trainer(build_model(cfg), DiffusionConfig(T=50), TrainConfig(steps=1, batch_size=8),
-                      out_dir=tmp_path, device="cpu")
-    trainer.fit(load_mnist(subset=16), progress=False)
-    for model in (trainer.model, trainer.ema.model, load_model(trainer.checkpoint_path, device="cpu")[0]):
-        assert model.num_timesteps == 50
-        model(torch.zeros(2, 1, 28, 28), torch.tensor([0, 49]))  # the valid range works
-        with pytest.raises(ValueError, match=r"\[0, 50\).*trained with T = 50"):
-            model(torch.zeros(2, 1, 28, 28), torch.tensor([0, 50]))
+    model, schedule = build_model(cfg), make_schedule(T=50)
+    x0 = torch.zeros(2, 1, 28, 28)
+    for bad in (torch.tensor([0, 50]), torch.tensor([-1, 3])):
+        with pytest.raises(ValueError, match=r"\[0, T\) = \[0, 50\).*paper t = code t \+ 1"):
+            q_sample(schedule, x0, bad)
+        with pytest.raises(ValueError, match=r"\[0, T\) = \[0, 50\)"):
+            simple_loss(model, schedule, x0, t=bad)
+    with pytest.raises(ValueError, match="exceeds the model's T=50"):
+        ddim_sample(model, schedule, 2, steps=51, progress=False)
+    assert simple_loss(model, schedule, x0, t=torch.tensor([0, 49])).isfinite()
 
 
 def test_config_round_trip(tiny_unet_config):

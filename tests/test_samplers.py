@@ -1,5 +1,6 @@
 """Samplers: one step equals diffusers' schedulers given the same inputs and noise, whole
-trajectories match, DDIM's step spacing is right, seeds reproduce, and bad requests fail clearly."""
+trajectories match, full loops reproduce golden values, DDIM's step spacing is right, seeds
+reproduce, and bad requests fail clearly. Only the parity tests need diffusers."""
 
 import pytest
 import torch
@@ -7,7 +8,12 @@ import torch
 from ddpm_lib import (ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step, make_schedule,
                       predict_x0_from_eps)
 
-diffusers = pytest.importorskip("diffusers")
+
+
+@pytest.fixture(scope="module")
+def diffusers():
+    """The reference implementation; without it only the parity tests are skipped."""
+    return pytest.importorskip("diffusers")
 
 
 class DummyEps(torch.nn.Module):
@@ -32,7 +38,9 @@ def assert_close(ours, theirs, tol=1e-5):
 
 def float64(ref):
     """Run diffusers' own step code in float64: its float32 cumprod loses ~4 digits in
-    1 - alpha_bar at small t, which would otherwise dominate the comparison."""
+    1 - alpha_bar at small t, which would otherwise dominate the comparison. diffusers has no
+    public switch for this, so the scheduler's tensors are replaced; requirements.txt pins the
+    diffusers range this was tested with."""
     ref.betas = ref.betas.double()
     ref.alphas = 1.0 - ref.betas
     ref.alphas_cumprod = torch.cumprod(ref.alphas, dim=0)
@@ -51,7 +59,7 @@ def _inputs(seed, shape=(4, 1, 28, 28)):
 @pytest.mark.parametrize("variance,their_variance", [("beta_tilde", "fixed_small"), ("beta", "fixed_large")])
 @pytest.mark.parametrize("clip", [True, False])
 @pytest.mark.parametrize("t", [999, 500, 37, 1, 0])
-def test_ddpm_step_equals_diffusers(schedule, variance, their_variance, clip, t):
+def test_ddpm_step_equals_diffusers(diffusers, schedule, variance, their_variance, clip, t):
     s = make_schedule(schedule=schedule)
     ref = diffusers.DDPMScheduler(num_train_timesteps=1000, variance_type=their_variance, clip_sample=clip,
                                   beta_schedule="linear" if schedule == "linear" else "squaredcos_cap_v2")
@@ -74,7 +82,7 @@ def test_ddpm_step_adds_no_noise_at_the_last_step(linear_schedule):
     assert torch.allclose(a, x0, atol=1e-5)
 
 
-def test_ddpm_sampler_trajectory_equals_diffusers_loop(linear_schedule):
+def test_ddpm_sampler_trajectory_equals_diffusers_loop(diffusers, linear_schedule):
     """The whole Algorithm 2 loop with the same generator draws the same images."""
     model = DummyEps()
     T = 1000
@@ -91,7 +99,7 @@ def test_ddpm_sampler_trajectory_equals_diffusers_loop(linear_schedule):
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
 @pytest.mark.parametrize("clip", [True, False])
 @pytest.mark.parametrize("t,t_prev", [(980, 960), (500, 480), (20, 0), (10, -10)])
-def test_ddim_step_equals_diffusers(eta, clip, t, t_prev):
+def test_ddim_step_equals_diffusers(diffusers, eta, clip, t, t_prev):
     s = make_schedule()
     ref = diffusers.DDIMScheduler(num_train_timesteps=1000, clip_sample=clip)
     ref.set_timesteps(1000 // (t - t_prev))  # diffusers steps back by T // num_inference_steps
@@ -103,7 +111,7 @@ def test_ddim_step_equals_diffusers(eta, clip, t, t_prev):
     assert_close(ours, theirs)
 
 
-def test_ddim_sampler_equals_diffusers_loop(linear_schedule):
+def test_ddim_sampler_equals_diffusers_loop(diffusers, linear_schedule):
     model = DummyEps()
     ref = diffusers.DDIMScheduler(num_train_timesteps=1000, clip_sample=True)
     ref.set_timesteps(50)
@@ -114,6 +122,27 @@ def test_ddim_sampler_equals_diffusers_loop(linear_schedule):
             x = ref.step(model(x, torch.full((3,), t)), t, x, eta=0.0, use_clipped_model_output=True).prev_sample
     ours = ddim_sample(model, linear_schedule, 3, timesteps=ref.timesteps.tolist(), seed=5, progress=False)
     assert_close(ours, x, 1e-4)
+
+
+# sum and sum of |x| of the images, recorded from the sampler loops as first written (before they
+# shared one loop); the dummy model is elementwise, so no BLAS or thread count changes them
+GOLDEN = {"ddpm": (-2.631161653465824, 1467.8801929247275),
+          "ddim50": (16.73874291498214, None),
+          "ddim20_eta1": (-49.48492861480918, 1502.3349654305493)}
+
+
+def test_full_sampling_loops_reproduce_golden_values(linear_schedule):
+    """Whole loops pinned without diffusers (as diffusers' own scheduler tests pin a result sum):
+    any change in step order, noise draws or coefficients moves these numbers."""
+    model = DummyEps()
+    runs = {"ddpm": ddpm_sample(model, linear_schedule, 3, seed=11, progress=False),
+            "ddim50": ddim_sample(model, linear_schedule, 3, steps=50, seed=5, progress=False),
+            "ddim20_eta1": ddim_sample(model, linear_schedule, 3, steps=20, eta=1.0, seed=5, progress=False)}
+    for name, x in runs.items():
+        total, absolute = GOLDEN[name]
+        assert x.double().sum().item() == pytest.approx(total, rel=1e-5, abs=1e-4), name
+        if absolute is not None:
+            assert x.double().abs().sum().item() == pytest.approx(absolute, rel=1e-6), name
 
 
 @pytest.mark.parametrize("T,k", [(1000, 1), (1000, 2), (1000, 10), (1000, 50), (1000, 333), (1000, 999),
@@ -151,7 +180,11 @@ def test_samplers_are_reproducible_and_leave_the_model_as_it_was(linear_schedule
 
 def test_trajectory_records_chosen_steps():
     model, s = DummyEps(), make_schedule(T=50)
-    x, traj = ddpm_sample(model, s, 2, seed=0, trajectory_at=[49, 25, 0], progress=False)
+    result = ddpm_sample(model, s, 2, seed=0, trajectory_at=[49, 25, 0], progress=False)
+    x, traj = result  # a SampleTrajectory unpacks like a pair
+    assert torch.equal(result.images, x) and result.trajectory is traj
+    assert torch.equal(x, ddpm_sample(model, s, 2, seed=0, progress=False))  # recording changes nothing
+    assert isinstance(ddpm_sample(model, s, 2, seed=0, progress=False), torch.Tensor)
     assert sorted(traj) == [0, 25, 49]
     assert traj[49].std() > 0.8  # x_T is pure noise
     x2, traj2 = ddim_sample(model, s, 2, steps=5, seed=0, trajectory_at=[49], progress=False)
@@ -172,6 +205,12 @@ def test_bad_sampler_requests_give_clear_errors(linear_schedule):
         ddpm_sample(model, linear_schedule, 0, progress=False)
     with pytest.raises(ValueError, match="eta must be >= 0"):
         ddim_sample(model, linear_schedule, 1, steps=5, eta=-1, progress=False)
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        ddim_sample(model, linear_schedule, 1, timesteps=[10, 20, 0], progress=False)
+    with pytest.raises(ValueError, match="NaN"):
+        ddim_sample(model, linear_schedule, 1, steps=5, x_T=torch.full((1, 1, 28, 28), float("nan")), progress=False)
+    with pytest.raises(ValueError, match=r"integers in \[0, 10\].*\[0, 11\]"):  # labels checked once, here
+        ddim_sample(DummyConditional(), linear_schedule, 3, steps=5, y=torch.tensor([0, 11, 3]), progress=False)
 
 
 class DummyConditional(torch.nn.Module):
@@ -264,3 +303,20 @@ def test_guidance_joint_batch_and_two_calls_agree_on_a_unet(tiny_unet_config):
     with torch.no_grad():
         joint, split = guided_eps(model, y, 2.0, joint=True)(x, t), guided_eps(model, y, 2.0, joint=False)(x, t)
     assert joint.abs().mean() > 0.01 and torch.allclose(joint, split, atol=1e-5)
+
+
+def test_label_dropout_replaces_labels_with_the_null_label_at_rate_p():
+    """The training half of classifier-free guidance (Ho & Salimans 2022, Algorithm 1)."""
+    from ddpm_lib import drop_labels
+
+    y = torch.arange(20_000) % 10
+    assert torch.equal(drop_labels(y, 10, 0.0), y)
+    assert (drop_labels(y, 10, 1.0) == 10).all()
+    a = drop_labels(y, 10, 0.1, torch.Generator().manual_seed(0))
+    b = drop_labels(y, 10, 0.1, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    dropped = a == 10
+    assert abs(dropped.float().mean().item() - 0.1) < 0.01  # 5 standard errors
+    assert torch.equal(a[~dropped], y[~dropped])  # the rest keep their label
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        drop_labels(y, 10, 1.5)

@@ -198,3 +198,48 @@ def test_images_outside_minus_one_one_are_refused(tiny_unet_config):
     pixels = torch.randint(0, 256, (64, 1, 28, 28)).float()
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         trainer.fit(TensorDataset(pixels, torch.zeros(64, dtype=torch.long)), progress=False)
+
+
+def test_learning_rate_warms_up_linearly_then_stays():
+    from ddpm_lib import learning_rate
+
+    cfg = TrainConfig(lr=1e-3, warmup_steps=200)
+    assert learning_rate(0, cfg) == pytest.approx(1e-3 / 200)
+    assert learning_rate(99, cfg) == pytest.approx(0.5e-3)
+    assert learning_rate(199, cfg) == learning_rate(5000, cfg) == pytest.approx(1e-3)
+    assert learning_rate(0, TrainConfig(lr=2e-3, warmup_steps=0)) == pytest.approx(2e-3)
+
+
+def test_batch_order_is_a_seeded_permutation_per_epoch_and_resumes_at_any_step():
+    from itertools import islice
+
+    from ddpm_lib import batch_order
+
+    n, bs = 100, 32  # 3 batches per epoch, 4 images dropped
+    first = list(islice(batch_order(n, bs, seed=1), 7))
+    epoch0 = torch.cat(first[:3])
+    assert len(epoch0.unique()) == 96 and all(len(b) == bs for b in first)  # no repeats within an epoch
+    assert not torch.equal(first[0], first[3])  # a new permutation each epoch
+    resumed = list(islice(batch_order(n, bs, seed=1, start_step=4), 3))
+    assert all(torch.equal(a, b) for a, b in zip(first[4:], resumed))
+    assert not torch.equal(first[0], next(batch_order(n, bs, seed=2)))
+    with pytest.raises(ValueError, match="larger than the data set"):
+        next(batch_order(10, 32, seed=0))
+
+
+def test_the_loop_trains_any_model_through_its_loss_function_and_touches_no_global_state(digits):
+    """minGPT-style: the trainer knows the loss only as a function (the benchmark trains other
+    libraries' networks this way). The constructor leaves torch's global RNG alone."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 784))
+
+    def loss_fn(x0, y, generator):  # denoise at one fixed noise level
+        noise = torch.randn(x0.shape, generator=generator)
+        return torch.nn.functional.mse_loss(model(x0 + 0.5 * noise).view_as(x0), x0)
+
+    state = torch.get_rng_state()
+    trainer = Trainer(model, train_config=TrainConfig.quick(steps=40, lr=1e-2, batch_size=64), loss_fn=loss_fn,
+                      device="cpu")
+    assert torch.equal(torch.get_rng_state(), state)
+    history = trainer.fit(digits, progress=False)
+    assert len(history) == 40 and sum(history[-5:]) < 0.5 * sum(history[:5])
+    assert not hasattr(model, "num_timesteps")  # the schedule, not the model, holds T

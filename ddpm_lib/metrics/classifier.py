@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoints import CheckpointError, save_checkpoint
 from ..config import get_device
-from ..data import default_data_root
+from ..data import pretrained_path
 from .corruptions import rejection_batch
 
 Tensor = torch.Tensor
@@ -34,9 +34,9 @@ _OLD_FORMAT = "ddpm_lib.classifier/1"  # CNN, ten classes, no rejection class
 ARCHS = ("cnn", "mlp")
 NOT_A_DIGIT = 10  # index of the rejection class
 #: Test accuracy a judge must reach: the main CNN's digit calls are quoted; the MLP's features only
-#: give a second MNIST-FID, and without a convolutional prior it tops out near 99%.
+#: give a second MNIST-FID, and without a convolutional prior it tops out lower (README, "Pretrained weights").
 MIN_ACCURACY = {"cnn": 0.99, "mlp": 0.985}
-#: Epochs of the shipped judges: the MLP learns slower (98.5% after 4 epochs, 99.0% after 10).
+#: Epochs of the shipped judges: the MLP learns slower.
 DEFAULT_EPOCHS = {"cnn": 4, "mlp": 10}
 
 
@@ -45,8 +45,7 @@ def default_classifier_path(arch: str = "cnn") -> Path:
     ``mnist_mlp_classifier.pt`` (MLP), beside the MNIST files."""
     if arch not in ARCHS:
         raise ValueError(f"unknown classifier kind {arch!r}; choose one of {ARCHS}")
-    name = "mnist_classifier.pt" if arch == "cnn" else f"mnist_{arch}_classifier.pt"
-    return default_data_root() / "pretrained" / name
+    return pretrained_path("mnist_classifier" if arch == "cnn" else f"mnist_{arch}_classifier")
 
 
 @dataclass
@@ -151,8 +150,8 @@ def _shift(x: Tensor, max_shift: int, gen: torch.Generator) -> Tensor:
 @torch.no_grad()
 def predict(model: nn.Module, images: Tensor, *, batch_size: int = 100) -> Tuple[Tensor, Tensor]:
     """Return (features [N, 128], probabilities [N, C]) for images in [-1, 1], on CPU; C is 11
-    (ten digits, then "not a digit") for the shipped judges. Batches of 100 run twice as fast
-    as batches of 1000 on a 2-core CPU (measured: 4.8 s against 9.8 s for the 10,000 test images)."""
+    (ten digits, then "not a digit") for the shipped judges. Batches of 100 run faster on a
+    CPU than large ones (README, "Speed notes")."""
     device = next(model.parameters()).device
     model.eval()
     feats, probs = [], []

@@ -7,7 +7,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 from ..diffusion import simple_loss
-from ..models import model_device
+from ..models import eval_mode, model_device
 from ..schedules import Schedule
 
 Tensor = torch.Tensor
@@ -27,15 +27,11 @@ def loss_per_t(model: torch.nn.Module, schedule: Schedule, x0: Tensor, *,
     ts = torch.as_tensor(list(timesteps) if timesteps is not None else
                          torch.linspace(0, schedule.T - 1, 50).round().long().unique().tolist())
     gen = torch.Generator().manual_seed(seed)
-    was_training = model.training
-    model.eval()
     losses = []
-    try:
-        x0 = x0.to(device)
+    x0 = x0.to(device)
+    with eval_mode(model):
         for t in ts.tolist():
             noise = torch.randn(x0.shape, generator=gen).to(device)
             tt = torch.full((x0.shape[0],), t, dtype=torch.long, device=device)
             losses.append(simple_loss(model, schedule, x0, t=tt, noise=noise, y=y).item())
-    finally:
-        model.train(was_training)
     return ts, torch.tensor(losses)

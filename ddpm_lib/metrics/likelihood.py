@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..config import EvalConfig
 from ..diffusion import check_timesteps, gather, predict_x0_from_eps, q_posterior, q_sample
-from ..models import model_device
-from ..schedules import Schedule
+from ..models import eval_mode, model_device
+from ..schedules import Schedule, check_variance
 
 Tensor = torch.Tensor
 
@@ -76,8 +77,7 @@ def vlb_term(model: torch.nn.Module, schedule: Schedule, x0: Tensor, t: Tensor, 
     The model's mean is the posterior mean with x_0 predicted from eps (Eq. 15), clipped to
     [-1, 1] like the sampler does (``clip_x0``); its variance is beta_tilde_t or beta_t
     (``variance``), as in :func:`ddpm_lib.samplers.ddpm_step`. At t = 0 both use beta_tilde_1."""
-    if variance not in ("beta_tilde", "beta"):
-        raise ValueError(f"variance must be 'beta_tilde' or 'beta', got {variance!r}")
+    check_variance(variance)
     t = check_timesteps(t, x0.shape[0], schedule.T, x0.device)
     xt = q_sample(schedule, x0, t, noise)
     x0_hat = predict_x0_from_eps(schedule, xt, t, model(xt, t))
@@ -116,7 +116,7 @@ class VLBReport:
 
 @torch.no_grad()
 def bits_per_dim(model: torch.nn.Module, schedule: Schedule, x0: Tensor, *,
-                 t_samples: Optional[int] = 100, variance: str = "beta_tilde", clip_x0: bool = True,
+                 t_samples: Optional[int] = EvalConfig.t_samples, variance: str = "beta_tilde", clip_x0: bool = True,
                  batch_size: int = 250, seed: int = 0, progress: bool = True) -> VLBReport:
     """Estimate the variational bound -log p(x_0) <= L (Eq. 5) on the 8-bit images ``x0``
     ([N, 1, 28, 28] in [-1, 1]) in bits/dim.
@@ -143,10 +143,8 @@ def bits_per_dim(model: torch.nn.Module, schedule: Schedule, x0: Tensor, *,
     gen = torch.Generator().manual_seed(seed)
     per_image: Dict[str, Tensor] = {k: torch.zeros(n, dtype=torch.float64)
                                     for k in ("L_T", "L_0", *(f"L_t q{q + 1}" for q in range(4)))}
-    model_was_training = model.training
-    model.eval()
     bar = tqdm(total=(len(strata) + 1) * math.ceil(n / batch_size), desc="bits/dim", disable=not progress)
-    try:
+    with eval_mode(model), bar:
         for lo in range(0, n, batch_size):
             x = x0[lo:lo + batch_size].to(device)
             b = x.shape[0]
@@ -163,9 +161,6 @@ def bits_per_dim(model: torch.nn.Module, schedule: Schedule, x0: Tensor, *,
                 term = vlb_term(model, schedule, x, t, variance=variance, clip_x0=clip_x0, noise=noise)
                 per_image[f"L_t q{q + 1}"][lo:lo + b] += len(stratum) * term.cpu()
                 bar.update(1)
-    finally:
-        bar.close()
-        model.train(model_was_training)
     to_bpd = 1.0 / (dims * math.log(2))
     total = sum(per_image.values()) * to_bpd
     return VLBReport(total=total.mean().item(), stderr=(total.std() / math.sqrt(n)).item() if n > 1 else float("nan"),

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from ..config import EvalConfig
 from .corruptions import FAMILIES, blobs, constant, gaussian_images, uniform_noise
 from .sample_quality import QualityReport, SampleEvaluator
 
@@ -54,14 +55,14 @@ class FloorSpread:
         return out
 
 
-def floor_spread(evaluator: SampleEvaluator, n: int = 1000, seeds: int = 10) -> FloorSpread:
+def floor_spread(evaluator: SampleEvaluator, n: int = EvalConfig.n, seeds: int = 10) -> FloorSpread:
     """Score ``seeds`` independent draws of n real training images (seeds 1..``seeds``)."""
     rows = [evaluator.evaluate(evaluator.floor_images(n, seed=s)) for s in range(1, seeds + 1)]
     return FloorSpread(n, [r.fid for r in rows], [r.fid2 for r in rows],
                        [r.precision for r in rows], [r.recall for r in rows])
 
 
-def corruption_table(evaluator: SampleEvaluator, n: int = 1000, seed: int = 1,
+def corruption_table(evaluator: SampleEvaluator, n: int = EvalConfig.n, seed: int = 1,
                      families: Optional[Dict[str, tuple]] = None, progress: bool = True) -> List[ValidationRow]:
     """Score n real training images (drawn with ``seed``), each graded corruption of them, and
     the whole-set failures. The first row is the clean set (family "real", strength 0)."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Union
+from typing import Iterator, Union
 
 import torch
 
@@ -47,7 +48,7 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 __all__ = ["TimeEmbedding", "sinusoidal_embedding", "MLPNoisePredictor", "UNet", "build_model",
-           "config_to_dict", "config_from_dict", "count_parameters"]
+           "config_to_dict", "config_from_dict", "count_parameters", "eval_mode", "model_device"]
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -55,3 +56,14 @@ def model_device(model: torch.nn.Module) -> torch.device:
     for tensor in (*model.parameters(), *model.buffers()):
         return tensor.device
     return torch.device("cpu")
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Run a block with ``model`` in eval mode, then restore the mode it had (also on errors)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

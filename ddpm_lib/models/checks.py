@@ -10,10 +10,12 @@ import torch
 Tensor = torch.Tensor
 
 
-def check_model_input(x: Tensor, t: Tensor, *, channels: int, size: int,
-                      T: Optional[int] = None) -> None:
-    """Raise a clear error unless x is a finite float [B, channels, size, size] batch of
-    plausible x_t values and t a [B] tensor of integer steps (in [0, T) when T is known)."""
+def check_model_input(x: Tensor, t: Tensor, *, channels: int, size: int) -> None:
+    """Raise a clear error unless x is a float [B, channels, size, size] batch and t a [B]
+    tensor of integer steps. Only types and shapes: reading values would cost a device-to-host
+    sync on every forward pass, so the values of t (in [0, T)) and of the data are checked once
+    where they enter the library (:func:`ddpm_lib.diffusion.check_timesteps`, the samplers,
+    ``Trainer.fit``)."""
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise TypeError(f"x must be a float tensor, got {getattr(x, 'dtype', type(x).__name__)}; "
                         "convert images with x.float() / 127.5 - 1")
@@ -25,17 +27,20 @@ def check_model_input(x: Tensor, t: Tensor, *, channels: int, size: int,
         raise TypeError(f"t must be a tensor of integer steps, got {getattr(t, 'dtype', type(t).__name__)}")
     if t.shape != (x.shape[0],):
         raise ValueError(f"t must have shape [{x.shape[0]}] (one step per image), got {list(t.shape)}")
-    if t.numel() and int(t.min()) < 0:
-        raise ValueError(f"t must be >= 0, got min {int(t.min())}")
-    if T is not None and t.numel() and int(t.max()) >= T:
-        raise ValueError(f"t must lie in [0, T) = [0, {T}) for this model (trained with T = {T}), "
-                         f"got max {int(t.max())}. Code uses 0-based steps: paper t = code t + 1")
-    if x.numel():
-        peak = x.detach().abs().max()
-        if not torch.isfinite(peak):
-            raise ValueError("x contains NaN or inf; check the data and the sampler's previous step")
-        # x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps always has negative values; an
-        # all-non-negative batch reaching beyond 2 is unscaled pixels (0..255), not x_t
-        if peak > 2 and x.detach().min() >= 0:
-            raise ValueError(f"x looks like unscaled pixels (all values in [0, {float(peak):.4g}]); the "
-                             f"model expects x_t for images in [-1, 1]: scale with x / 127.5 - 1")
+
+
+def check_labels(y: Tensor, n: int, num_classes: int) -> Tensor:
+    """Return labels y as a long tensor of shape [n]; raise a clear error unless they are
+    integers in [0, num_classes] (num_classes itself is the null label). An int means the
+    same label for all n."""
+    y = torch.as_tensor(y)
+    if y.is_floating_point() or y.is_complex():
+        raise TypeError(f"labels y must be integers, got dtype {y.dtype}")
+    if y.ndim == 0:
+        y = y.expand(n)
+    if y.shape != (n,):
+        raise ValueError(f"y must hold one label per sample, shape [{n}], got {list(y.shape)}")
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) > num_classes):
+        raise ValueError(f"labels must be integers in [0, {num_classes}] ({num_classes} = null label), "
+                         f"got values in [{int(y.min())}, {int(y.max())}]")
+    return y.long()

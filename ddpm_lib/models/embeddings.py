@@ -50,7 +50,7 @@ class TimeEmbedding(nn.Module):
             y = torch.full_like(t, self.num_classes)
         if y.shape != t.shape:
             raise ValueError(f"labels y must have shape {tuple(t.shape)} (one per sample), got {tuple(y.shape)}")
-        if y.is_floating_point() or int(y.min()) < 0 or int(y.max()) > self.num_classes:
-            raise ValueError(f"labels must be integers in [0, {self.num_classes}] "
-                             f"({self.num_classes} = null label)")
+        if y.is_floating_point() or y.is_complex():
+            raise TypeError(f"labels y must be integers in [0, {self.num_classes}] "
+                            f"({self.num_classes} = null label), got dtype {y.dtype}")
         return emb + self.label_emb(y.long())

@@ -36,8 +36,6 @@ class MLPNoisePredictor(nn.Module):
 
     def __init__(self, config: Optional[MLPConfig] = None):
         super().__init__()
-        # T of the diffusion it is trained for: set by Trainer and load_model, checked on t
-        self.num_timesteps: Optional[int] = None
         self.config = config = config or MLPConfig()
         d = config.in_channels * config.image_size ** 2
         self.time_emb = TimeEmbedding(config.time_emb_dim, num_classes=config.num_classes)
@@ -53,7 +51,7 @@ class MLPNoisePredictor(nn.Module):
         return self.time_emb.null_label
 
     def forward(self, x: Tensor, t: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        check_model_input(x, t, channels=self.config.in_channels, size=self.config.image_size, T=self.num_timesteps)
+        check_model_input(x, t, channels=self.config.in_channels, size=self.config.image_size)
         emb = self.time_emb(t, y)
         h = self.inp(x.flatten(1))
         for block in self.blocks:

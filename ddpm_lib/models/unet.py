@@ -111,8 +111,6 @@ class UNet(nn.Module):
 
     def __init__(self, config: Optional[UNetConfig] = None):
         super().__init__()
-        # T of the diffusion it is trained for: set by Trainer and load_model, checked on t
-        self.num_timesteps: Optional[int] = None
         self.config = cfg = config or UNetConfig()
         size = cfg.image_size
         if size % 2 ** (len(cfg.channel_mults) - 1):
@@ -162,7 +160,7 @@ class UNet(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, y: Optional[Tensor] = None) -> Tensor:
         cfg = self.config
-        check_model_input(x, t, channels=cfg.in_channels, size=cfg.image_size, T=self.num_timesteps)
+        check_model_input(x, t, channels=cfg.in_channels, size=cfg.image_size)
         emb = self.time_emb(t, y)
         h = self.inp(x)
         skips = [h]
