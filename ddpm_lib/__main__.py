@@ -5,23 +5,77 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, NoReturn, Optional
 
 import torch
 
-from .checkpoints import CheckpointError, export_pretrained, load_checkpoint, load_model
+from .checkpoints import (CheckpointError, OutputLock, check_resumable, check_writable, export_pretrained,
+                          load_checkpoint, load_model, read_weights_file, remove_partial_saves, replace_atomically)
 from .config import (DiffusionConfig, EvalConfig, MLPConfig, SamplerConfig, TrainConfig, UNetConfig, get_device,
                      seed_everything)
 from .data import MNISTDataError, load_mnist
 from .metrics.classifier import ARCHS, DEFAULT_EPOCHS, MIN_ACCURACY, ClassifierConfig
-from .models import build_model, count_parameters
+from .models import build_model, config_to_dict, count_parameters
 from .plotting import save_grid
 from .samplers import ddim_sample, ddpm_sample
+from .schedules import PREDICTIONS
 from .training import NonFiniteLossError, Trainer
+
+MIN_FID_SAMPLES = 100  # evaluate warns below this --n: MNIST-FID is biased and noisy with few samples
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (no usage block) and exits with 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
+
+
+def _number(text: str, kind: Callable, ok: Callable, want: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {want}, got {text!r}") from None
+    if not (math.isfinite(value) and ok(value)):
+        raise argparse.ArgumentTypeError(f"must be {want}, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _number(text, int, lambda v: v >= 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _number(text, int, lambda v: v >= 0, "an integer >= 0")
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (nan and inf refused)."""
+    return _number(text, float, lambda v: v > 0, "a finite number > 0")
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (nan and inf refused)."""
+    return _number(text, float, lambda v: v >= 0, "a finite number >= 0")
+
+
+def digit(text: str) -> int:
+    """argparse type: a digit class 0..9."""
+    return _number(text, int, lambda v: 0 <= v <= 9, "a digit 0..9")
+
+
+def channels(text: str) -> int:
+    """argparse type: a U-Net width, a positive multiple of its GroupNorm groups."""
+    groups = UNetConfig().groups
+    return _number(text, int, lambda v: v >= 1 and v % groups == 0, f"a positive multiple of {groups} "
+                   f"(the U-Net's GroupNorm groups)")
 
 
 def _sample(model, schedule, n: int, sampler: str, steps: int, seed: int,
@@ -47,8 +101,8 @@ def _sample_and_save(model, schedule, out: Path, n: int, sampler: str, steps: in
                      digit: Optional[int] = None, guidance: float = 0.0, eta: float = SamplerConfig.eta) -> Path:
     x, _, seconds = _sample(model, schedule, n, sampler, steps, seed, digit, guidance, eta)
     out.mkdir(parents=True, exist_ok=True)
-    save_grid(x, str(out / "samples.png"), nrow=max(1, int(n ** 0.5)))
-    torch.save(x, out / "samples.pt")
+    replace_atomically(out / "samples.png", lambda tmp: save_grid(x, str(tmp), nrow=max(1, int(n ** 0.5))))
+    replace_atomically(out / "samples.pt", lambda tmp: torch.save(x, tmp))
     print(f"sampled {n} images ({sampler}{'' if sampler == 'ddpm' else f'-{steps}'}) in "
           f"{seconds:.1f}s -> {out / 'samples.png'}")
     return out / "samples.png"
@@ -58,34 +112,90 @@ def _stop_on_sigterm(signum, frame):  # a killed run saves its checkpoint like C
     raise KeyboardInterrupt
 
 
+def _model_kind(model_config: dict) -> str:
+    """The --model name of a saved model config."""
+    return "mlp" if model_config.get("kind") == "mlp" else ("cond-unet" if model_config.get("num_classes") else "unet")
+
+
 def _resume_conflicts(args: argparse.Namespace, state: dict) -> List[str]:
     """The flags typed with --resume whose value differs from the checkpoint's: a resumed run
-    keeps the checkpoint's model, schedule and optimiser settings (only --steps and --minutes change)."""
+    keeps the checkpoint's model, schedule, data and optimiser settings (only --steps and
+    --minutes change)."""
     model, diffusion, train = state["model_config"], state["diffusion_config"], state.get("train_config", {})
-    kind = "mlp" if model.get("kind") == "mlp" else ("cond-unet" if model.get("num_classes") else "unet")
-    saved = {"model": kind, "schedule": diffusion.get("schedule"), "T": diffusion.get("T"),
-             "base_channels": model.get("base_channels"),
-             **{k: train.get(k) for k in ("batch_size", "lr", "seed", "checkpoint_every")}}
+    saved = {"model": _model_kind(model), "schedule": diffusion.get("schedule"), "T": diffusion.get("T"),
+             "prediction": diffusion.get("prediction", "eps"), "base_channels": model.get("base_channels"),
+             **{k: train.get(k) for k in ("batch_size", "lr", "seed", "checkpoint_every", "subset") if k in train}}
     return [f"--{dest.replace('_', '-')} {getattr(args, dest)} (checkpoint: {value})"
             for dest, value in saved.items() if dest in args.given and getattr(args, dest) != value]
 
 
+def _budget_left(trainer: Trainer, ckpt: Path) -> None:
+    """Refuse a resume whose --steps / --minutes budget the checkpoint has already used up."""
+    cfg = trainer.config
+    if cfg.steps is not None and trainer.step >= cfg.steps:
+        raise ValueError(f"{ckpt} is at step {trainer.step} already, its budget of {cfg.steps} steps; give more "
+                         f"--steps (e.g. --steps {trainer.step + max(cfg.steps, 1)}) to train on")
+    if cfg.max_minutes is not None and trainer.elapsed_s >= cfg.max_minutes * 60:
+        raise ValueError(f"{ckpt} has trained {trainer.elapsed_s / 60:.1f} minutes already, its budget of "
+                         f"{cfg.max_minutes:g}; give a larger --minutes (it counts earlier time) to train on")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
-    seed_everything(args.seed)
-    device = get_device(args.device)
-    data = load_mnist(subset=args.subset, download=args.download)
+    handlers = {signal.SIGTERM: signal.signal(signal.SIGTERM, _stop_on_sigterm),  # a killed run saves too
+                signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}  # also in the background
+    try:
+        return _locked_train(args)
+    finally:
+        for signum, handler in handlers.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+
+
+def _locked_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if args.resume:
-        ckpt = out / "checkpoint.pt" if args.resume == "auto" else Path(args.resume)
-        conflicts = _resume_conflicts(args, load_checkpoint(ckpt))
+    state, resume_from = None, None
+    if args.resume:  # refused before anything is created or locked
+        resume_from = out / "checkpoint.pt" if args.resume == "auto" else Path(args.resume)
+        if not resume_from.exists():
+            raise CheckpointError(f"--resume: there is no checkpoint at {resume_from}; leave out --resume to start "
+                                  f"a new run, or give the checkpoint's path (--resume PATH)")
+        state = load_checkpoint(resume_from)
+        check_resumable(state, resume_from)
+        conflicts = _resume_conflicts(args, state)
         if conflicts:
             raise ValueError(f"--resume continues with the checkpoint's settings, but {'; '.join(conflicts)}; "
                              f"drop those flags, or start a new run with another --out")
+    existed = out.exists()
+    lock = OutputLock(out).acquire()  # also finds an unwritable --out now, not at the first checkpoint
+    try:
+        return _train(args, out, state, resume_from)
+    finally:
+        lock.release()
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a refused run leaves nothing behind
+
+
+def _train(args: argparse.Namespace, out: Path, state: Optional[dict], resume_from: Optional[Path]) -> int:
+    """cmd_train's work, while it holds the lock on ``out``."""
+    ckpt = out / "checkpoint.pt"
+    removed = remove_partial_saves(ckpt)
+    if removed:
+        print(f"removed {len(removed)} unfinished checkpoint file(s) that a killed save left in {out}")
+    if ckpt.exists() and not args.overwrite and (resume_from is None or resume_from.resolve() != ckpt.resolve()):
+        try:
+            held = f" (step {load_checkpoint(ckpt)['step']})"
+        except CheckpointError:
+            held = " (unreadable)"
+        raise CheckpointError(f"{ckpt} holds an earlier run{held}: continue it with --resume, start over with "
+                              f"--overwrite (replaces it), or choose another --out")
+    seed_everything(args.seed)
+    device = get_device(args.device)
+    if resume_from is not None:
         overrides = {k: v for k, v in (("steps", args.steps), ("max_minutes", args.minutes)) if v is not None}
-        trainer = Trainer.from_checkpoint(ckpt, out_dir=out, device=device, **overrides)
-        print(f"resuming {ckpt} at step {trainer.step}")
+        if "subset" not in state.get("train_config", {}):  # written before runs recorded their data
+            overrides["subset"] = args.subset
+        trainer = Trainer.from_checkpoint(resume_from, out_dir=out, device=device, **overrides)
+        _budget_left(trainer, resume_from)
     else:
         if args.model == "mlp":
             model_cfg = MLPConfig()
@@ -93,12 +203,22 @@ def cmd_train(args: argparse.Namespace) -> int:
             model_cfg = UNetConfig(base_channels=args.base_channels,
                                    num_classes=10 if args.model == "cond-unet" else None)
         steps = args.steps if args.steps is not None else (None if args.minutes else TrainConfig().steps)
-        config = TrainConfig(steps=steps,
-                             max_minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
-                             checkpoint_every=args.checkpoint_every, seed=args.seed)
-        trainer = Trainer(build_model(model_cfg), DiffusionConfig(T=args.T, schedule=args.schedule),
-                          config, out_dir=out, device=device)
-    print(f"training a {count_parameters(trainer.model) / 1e6:.2f}M-parameter {args.model} on "
+        config = TrainConfig(steps=steps, max_minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
+                             checkpoint_every=args.checkpoint_every, seed=args.seed, subset=args.subset)
+        diffusion = DiffusionConfig(T=args.T, schedule=args.schedule, prediction=args.prediction)
+        trainer = Trainer(build_model(model_cfg), diffusion, config, out_dir=out, device=device)
+    trainer.resume_hint = f"Continue with: python -m ddpm_lib train --out {out} --resume"
+    data = load_mnist(subset=trainer.config.subset, download=args.download)
+    if trainer.config.batch_size > len(data):
+        raise ValueError(f"--batch-size {trainer.config.batch_size} is larger than the {len(data)} training "
+                         f"images; lower it, or raise --subset")
+    kind = _model_kind(config_to_dict(trainer.model.config))
+    if resume_from is not None:
+        d = trainer.diffusion
+        print(f"resuming {resume_from} at step {trainer.step}: {kind}, T {d.T} ({d.schedule}, predicts "
+              f"{d.prediction}), batch {trainer.config.batch_size}, lr {trainer.config.lr:g}, seed "
+              f"{trainer.config.seed}")
+    print(f"training a {count_parameters(trainer.model) / 1e6:.2f}M-parameter {kind} on "
           f"{len(data)} images, device {device}, output {out}")
     trainer.fit(data)
     if trainer.interrupted:
@@ -110,13 +230,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.n_samples > 0:
         model, schedule = load_model(trainer.checkpoint_path, device=device)
         sampling = SamplerConfig()
-        _sample_and_save(model, schedule, out, args.n_samples, sampling.sampler, sampling.steps, args.seed,
-                         eta=sampling.eta)
+        _sample_and_save(model, schedule, out, args.n_samples, sampling.sampler, min(sampling.steps, schedule.T),
+                         args.seed, eta=sampling.eta)
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
     model, schedule = load_model(args.checkpoint, ema=not args.raw, device=get_device(args.device))
+    check_writable(args.out, "--out")  # before sampling, which can take minutes
     _sample_and_save(model, schedule, Path(args.out), args.n, args.sampler, args.steps, args.seed,
                      args.digit, args.guidance, args.eta)
     return 0
@@ -126,7 +247,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .metrics import SampleEvaluator, bits_per_dim, default_classifier_path, load_classifier, memorisation_check
 
     device = get_device(args.device)
+    if args.n < MIN_FID_SAMPLES:
+        print(f"warning: MNIST-FID from --n {args.n} samples is unreliable (biased upwards and noisy below "
+              f"{MIN_FID_SAMPLES}); compare FIDs only at equal n (default --n {EvalConfig().n})", file=sys.stderr)
     model, schedule = load_model(args.checkpoint, ema=not args.raw, device=device)
+    for path in (args.classifier or default_classifier_path("cnn"), args.second_classifier or default_classifier_path("mlp")):
+        read_weights_file(path, "classifier file")  # one clear line for an empty, refused or foreign file
     judges = {"classifier": load_classifier(args.classifier, device=device),
               "second": load_classifier(args.second_classifier or default_classifier_path("mlp"), device=device)}
     evaluator = SampleEvaluator(judges["classifier"], second=judges["second"])
@@ -153,6 +279,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if Path(args.out).is_dir():
+        raise ValueError(f"{args.out} is a folder; give the export a file name, e.g. {Path(args.out) / 'model.pt'}")
     path = export_pretrained(args.checkpoint, args.out, note=args.note)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, EMA weights in float16)")
     return 0
@@ -167,6 +295,9 @@ def cmd_classifier(args: argparse.Namespace) -> int:
         print(f"error: {out} is the shipped judge every quality number depends on; add --replace-shipped "
               f"to overwrite it, or write elsewhere with --out", file=sys.stderr)
         return 1
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name such as {out / (args.arch + '.pt')}")
+    check_writable(out.parent, "--out folder")
     seed_everything(args.seed)
     t0 = time.perf_counter()
     config = ClassifierConfig(arch=args.arch, epochs=args.epochs, reject_share=args.reject_share, seed=args.seed)
@@ -188,17 +319,17 @@ def cmd_classifier(args: argparse.Namespace) -> int:
 def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     d = SamplerConfig()
     p.add_argument("--sampler", choices=["ddpm", "ddim"], default=d.sampler, help="default: %(default)s")
-    p.add_argument("--steps", type=int, default=d.steps, help="DDIM steps (default: %(default)s)")
-    p.add_argument("--eta", type=float, default=d.eta,
+    p.add_argument("--steps", type=positive_int, default=d.steps, help="DDIM steps (default: %(default)s)")
+    p.add_argument("--eta", type=non_negative_float, default=d.eta,
                    help="DDIM noise: 0 deterministic, 1 as much as DDPM (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--guidance", type=float, default=d.guidance,
+    p.add_argument("--guidance", type=non_negative_float, default=d.guidance,
                    help="classifier-free guidance weight w (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line; every default that a dataclass holds is read from it."""
-    p = argparse.ArgumentParser(prog="python -m ddpm_lib", description=__doc__, allow_abbrev=False)
+    p = _Parser(prog="python -m ddpm_lib", description=__doc__, allow_abbrev=False)
     sub = p.add_subparsers(dest="command")
     train, diffusion = TrainConfig(), DiffusionConfig()
 
@@ -208,23 +339,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cond-unet: class-conditional U-Net trained with label dropout (for guidance)")
     t.add_argument("--out", default="runs/unet", help="output folder (checkpoint.pt, samples.png)")
     t.add_argument("--schedule", choices=["linear", "cosine"], default=diffusion.schedule)
-    t.add_argument("--T", type=int, default=diffusion.T, help="diffusion steps (default: %(default)s)")
-    t.add_argument("--steps", type=int, default=None,
+    t.add_argument("--T", type=positive_int, default=diffusion.T, help="diffusion steps (default: %(default)s)")
+    t.add_argument("--prediction", choices=PREDICTIONS, default=diffusion.prediction,
+                   help="what the network predicts: the noise eps, the clean image x0, or v (default: %(default)s)")
+    t.add_argument("--steps", type=positive_int, default=None,
                    help=f"optimizer steps (default: {train.steps}, or until --minutes runs out)")
-    t.add_argument("--minutes", type=float, default=train.max_minutes, help="wall-clock training budget")
-    t.add_argument("--batch-size", type=int, default=train.batch_size, help="default: %(default)s")
-    t.add_argument("--lr", type=float, default=train.lr, help="default: %(default)s")
-    t.add_argument("--base-channels", type=int, default=UNetConfig().base_channels,
+    t.add_argument("--minutes", type=positive_float, default=train.max_minutes, help="wall-clock training budget")
+    t.add_argument("--batch-size", type=positive_int, default=train.batch_size, help="default: %(default)s")
+    t.add_argument("--lr", type=positive_float, default=train.lr, help="default: %(default)s")
+    t.add_argument("--base-channels", type=channels, default=UNetConfig().base_channels,
                    help=f"U-Net width at 28x28 ({UNetConfig.small().base_channels}: UNetConfig.small(), the better "
                         "choice for CPU budgets of tens of minutes; default: %(default)s)")
-    t.add_argument("--subset", type=int, default=None, help="train on n random images")
+    t.add_argument("--subset", type=positive_int, default=train.subset,
+                   help="train on n random images (a resumed run keeps its own)")
     t.add_argument("--seed", type=int, default=train.seed)
-    t.add_argument("--checkpoint-every", type=int, default=train.checkpoint_every,
-                   help="steps between checkpoints (default: %(default)s)")
+    t.add_argument("--checkpoint-every", type=non_negative_int, default=train.checkpoint_every,
+                   help="steps between checkpoints, 0: only at the end (default: %(default)s)")
     t.add_argument("--resume", nargs="?", const="auto", default=None,
                    help="resume from OUT/checkpoint.pt (or the path given) with its settings; "
                         "only --steps and --minutes may change")
-    t.add_argument("--n-samples", type=int, default=64, help="images to sample at the end (0: none)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start a new run even though OUT/checkpoint.pt exists (it is replaced)")
+    t.add_argument("--n-samples", type=non_negative_int, default=64, help="images to sample at the end (0: none)")
     t.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     t.add_argument("--download", action="store_true", help="fetch MNIST from the network if missing")
     t.set_defaults(func=cmd_train)
@@ -232,9 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="sample images from a checkpoint", allow_abbrev=False)
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--out", default="runs/samples")
-    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--n", type=positive_int, default=64)
     _add_sampler_args(s)
-    s.add_argument("--digit", type=int, default=None, help="generate this digit (class-conditional models)")
+    s.add_argument("--digit", type=digit, default=None, help="generate this digit (class-conditional models)")
     s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     s.add_argument("--device", default=None)
     s.set_defaults(func=cmd_sample)
@@ -244,13 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
                                         "confident share, class entropy, memorisation (and bits/dim) "
                                         "as one JSON line", allow_abbrev=False)
     v.add_argument("--checkpoint", required=True)
-    v.add_argument("--n", type=int, default=evaluation.n,
-                   help="samples (MNIST-FID is comparable only at equal n; default: %(default)s)")
+    v.add_argument("--n", type=positive_int, default=evaluation.n,
+                   help=f"samples (MNIST-FID is comparable only at equal n and unreliable below {MIN_FID_SAMPLES}; "
+                        f"default: %(default)s)")
     _add_sampler_args(v)
-    v.add_argument("--digit", type=int, default=None, help="class-conditional models: only this digit")
-    v.add_argument("--bpd-images", type=int, default=evaluation.bpd_images,
+    v.add_argument("--digit", type=digit, default=None, help="class-conditional models: only this digit")
+    v.add_argument("--bpd-images", type=non_negative_int, default=evaluation.bpd_images,
                    help="also estimate the variational bound (bits/dim) on this many test images")
-    v.add_argument("--t-samples", type=int, default=evaluation.t_samples,
+    v.add_argument("--t-samples", type=positive_int, default=evaluation.t_samples,
                    help="stratified t draws per image for bits/dim (default: %(default)s)")
     v.add_argument("--classifier", default=None, help="main judge's weights (default: the shipped CNN)")
     v.add_argument("--second-classifier", default=None,
@@ -273,11 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default=None, help="default: runs/classifier/<arch>.pt")
     c.add_argument("--replace-shipped", action="store_true",
                    help="allow --out to overwrite the shipped weights in data/pretrained/")
-    c.add_argument("--epochs", type=int, default=None,
+    c.add_argument("--epochs", type=positive_int, default=None,
                    help="default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_EPOCHS.items()))
-    c.add_argument("--reject-share", type=float, default=cdef.reject_share,
+    c.add_argument("--reject-share", type=non_negative_float, default=cdef.reject_share,
                    help="'not a digit' images per digit image in each batch (default: %(default)s)")
-    c.add_argument("--subset", type=int, default=None, help="train on n random images")
+    c.add_argument("--subset", type=positive_int, default=None, help="train on n random images")
     c.add_argument("--seed", type=int, default=cdef.seed)
     c.add_argument("--device", default=None)
     c.set_defaults(func=cmd_classifier)
@@ -296,10 +433,15 @@ def _given(parser: argparse.ArgumentParser, command: Optional[str], argv: List[s
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
-        print("demo: a 3-minute training run of the small U-Net preset; see `python -m ddpm_lib --help` for more")
-        argv = ["train", "--out", "runs/demo", "--minutes", "3", "--base-channels", str(UNetConfig.small().base_channels)]
+        print("demo: a 3-minute training run of the small U-Net preset (replacing an earlier demo in runs/demo); "
+              "see `python -m ddpm_lib --help` for more")
+        argv = ["train", "--out", "runs/demo", "--minutes", "3", "--base-channels", str(UNetConfig.small().base_channels),
+                "--overwrite"]
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # a bad command line (2), or --help (0)
+        return done.code if isinstance(done.code, int) else 2
     args.given = _given(parser, args.command, argv)
     if args.command is None:
         build_parser().print_help()
@@ -307,8 +449,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return args.func(args)
     except (MNISTDataError, CheckpointError, NonFiniteLossError, ValueError, RuntimeError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        lines = [line for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+        print(f"error: {lines[0]}", file=sys.stderr)  # one line, whatever the library said
         return 1
+    except KeyboardInterrupt:  # outside a training loop, which saves and returns by itself
+        print("error: interrupted (Ctrl-C or SIGTERM); no file was left half-written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ defaults are the paper's (Ho et al. 2020, Sec. 4: T = 1000, beta_1 = 1e-4 -> bet
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import random
 from dataclasses import dataclass, field
@@ -27,6 +29,9 @@ class DiffusionConfig:
     beta_start: float = 1e-4  # linear schedule only
     beta_end: float = 0.02  # linear schedule only
     cosine_s: float = 0.008  # cosine schedule only
+    # what the network predicts: "eps" the noise (Ho et al. 2020), "x0" the clean image, or
+    # "v" = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0 (Salimans & Ho 2022)
+    prediction: str = "eps"
 
 
 @dataclass
@@ -70,7 +75,8 @@ class MLPConfig:
 
 @dataclass
 class TrainConfig:
-    """The training loop (Algorithm 1) and its bookkeeping."""
+    """The training loop (Algorithm 1) and its bookkeeping. Values are checked when the config
+    is made: a bad one raises ValueError naming it."""
 
     steps: Optional[int] = 10_000  # optimizer steps in all; None = until max_minutes
     max_minutes: Optional[float] = None  # wall-clock budget, None = no limit
@@ -83,6 +89,32 @@ class TrainConfig:
     label_dropout: float = 0.1  # class-conditional models only: p(label -> null label)
     checkpoint_every: int = 500  # steps; 0 = only at the end
     seed: int = 0
+    # images trained on: a seeded draw of this many MNIST training images (load_mnist(subset=...),
+    # the CLI's --subset), None = all; saved with the run so that a resume gets the same data
+    subset: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        def finite(x) -> bool:
+            return isinstance(x, numbers.Real) and math.isfinite(x)
+
+        checks = [
+            ("steps", self.steps is None or (finite(self.steps) and self.steps >= 0), "an integer >= 0 or None"),
+            ("max_minutes", self.max_minutes is None or (finite(self.max_minutes) and self.max_minutes >= 0),
+             "a finite number >= 0 or None"),
+            ("batch_size", finite(self.batch_size) and self.batch_size >= 1, "an integer >= 1"),
+            ("lr", finite(self.lr) and self.lr > 0, "a finite number > 0"),
+            ("weight_decay", finite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
+            ("warmup_steps", finite(self.warmup_steps) and self.warmup_steps >= 0, "an integer >= 0"),
+            ("grad_clip", finite(self.grad_clip) and self.grad_clip >= 0, "a finite number >= 0 (0: off)"),
+            ("ema_decay", finite(self.ema_decay) and 0 <= self.ema_decay <= 1, "in [0, 1]"),
+            ("label_dropout", finite(self.label_dropout) and 0 <= self.label_dropout <= 1, "in [0, 1]"),
+            ("checkpoint_every", finite(self.checkpoint_every) and self.checkpoint_every >= 0,
+             "an integer >= 0 (0: only at the end)"),
+            ("subset", self.subset is None or (finite(self.subset) and self.subset >= 1), "an integer >= 1 or None"),
+        ]
+        bad = [f"{name} must be {want}, got {getattr(self, name)!r}" for name, ok, want in checks if not ok]
+        if bad:
+            raise ValueError("TrainConfig: " + "; ".join(bad))
 
     @classmethod
     def quick(cls, **overrides) -> "TrainConfig":

@@ -105,6 +105,36 @@ def predict_eps_from_x0(schedule: Schedule, xt: Tensor, t: Union[Tensor, int], x
         / gather(schedule.sqrt_recipm1_alpha_bars, t, xt)
 
 
+def predict_v(schedule: Schedule, x0: Tensor, t: Union[Tensor, int], eps: Tensor) -> Tensor:
+    """The velocity target of Salimans & Ho (2022, Sec. 4):
+    v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0."""
+    t = check_timesteps(t, x0.shape[0], schedule.T, x0.device)
+    return gather(schedule.sqrt_alpha_bars, t, x0) * eps - gather(schedule.sqrt_one_minus_alpha_bars, t, x0) * x0
+
+
+def prediction_target(schedule: Schedule, x0: Tensor, t: Union[Tensor, int], eps: Tensor) -> Tensor:
+    """What a network of ``schedule.prediction`` type should output for x_t = q_sample(x0, t, eps):
+    eps, x_0, or v (:func:`predict_v`)."""
+    if schedule.prediction == "eps":
+        return eps
+    if schedule.prediction == "x0":
+        return x0
+    return predict_v(schedule, x0, t, eps)
+
+
+def eps_and_x0(schedule: Schedule, xt: Tensor, t: Union[Tensor, int], output: Tensor) -> Tuple[Tensor, Tensor]:
+    """Turn a network's output into (eps, x_0) by the closed forms, whatever it predicts:
+    eps -> x_0 by Eq. 15; x_0 -> eps by Eq. 4 solved for eps; v (with a = sqrt(alpha_bar_t),
+    s = sqrt(1 - alpha_bar_t), a^2 + s^2 = 1) -> x_0 = a x_t - s v and eps = s x_t + a v."""
+    t = check_timesteps(t, xt.shape[0], schedule.T, xt.device)
+    if schedule.prediction == "eps":
+        return output, predict_x0_from_eps(schedule, xt, t, output)
+    if schedule.prediction == "x0":
+        return predict_eps_from_x0(schedule, xt, t, output), output
+    a, s = gather(schedule.sqrt_alpha_bars, t, xt), gather(schedule.sqrt_one_minus_alpha_bars, t, xt)
+    return s * xt + a * output, a * xt - s * output
+
+
 def sample_timesteps(batch: int, T: int, device: torch.device,
                      generator: Optional[torch.Generator] = None) -> Tensor:
     """t ~ Uniform({0, ..., T-1}) (Algorithm 1, line 3): both t = 0 and t = T-1 are trained."""
@@ -119,6 +149,11 @@ def simple_loss(model: torch.nn.Module, schedule: Schedule, x0: Tensor, *,
     """L_simple, Eq. 14 / Algorithm 1: || eps - eps_theta(sqrt(alpha_bar_t) x_0
     + sqrt(1 - alpha_bar_t) eps, t) ||^2 with t uniform and eps ~ N(0, I).
 
+    For a network that predicts x_0 or v (``schedule.prediction``) the same mean squared error
+    on its own target (:func:`prediction_target`), unweighted. In x_0 terms these weight the
+    error at step t by SNR(t) (eps), 1 (x0) and SNR(t) + 1 (v) (Salimans & Ho 2022, Sec. 4):
+    eps-prediction spends its capacity at small t, x0-prediction at large t.
+
     ``reduction="none"`` gives one loss per sample (useful for loss-per-t plots)."""
     batch = x0.shape[0]
     if t is None:
@@ -128,8 +163,9 @@ def simple_loss(model: torch.nn.Module, schedule: Schedule, x0: Tensor, *,
         noise = torch.randn(x0.shape, generator=generator, device=gen_device,
                             dtype=x0.dtype).to(x0.device)
     xt = q_sample(schedule, x0, t, noise)
-    eps_pred = model(xt, t) if y is None else model(xt, t, y)
-    per_sample = F.mse_loss(eps_pred, noise, reduction="none").flatten(1).mean(1)
+    output = model(xt, t) if y is None else model(xt, t, y)
+    target = prediction_target(schedule, x0, t, noise)
+    per_sample = F.mse_loss(output, target, reduction="none").flatten(1).mean(1)
     if reduction == "none":
         return per_sample
     if reduction == "mean":

@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import SamplerConfig
-from .diffusion import gather, predict_eps_from_x0, predict_x0_from_eps
+from .diffusion import eps_and_x0, gather, predict_eps_from_x0, predict_x0_from_eps
 from .guidance import eps_function, guided_eps  # noqa: F401  (guided_eps is part of this module's API)
 from .models import eval_mode, model_device
 from .schedules import Schedule, check_variance, reverse_variance
@@ -161,7 +161,8 @@ def reverse_loop(model: torch.nn.Module, schedule: Schedule, n: int, path: Seque
                  progress: bool = True, desc: str = "sampling") -> SampleResult:
     """The loop every sampler shares: x_T ~ N(0, I) (or the given ``x_T``), then for each t of
     ``path`` (decreasing; t_prev is the next entry, -1 after the last) x <- step(eps_theta(x, t),
-    x, t, t_prev, z) with fresh noise z where ``noisy(t, t_prev)``. The model runs in eval mode
+    x, t, t_prev, z) with fresh noise z where ``noisy(t, t_prev)``. A network that predicts x0 or
+    v (``schedule.prediction``) has its output turned into eps first (:func:`eps_and_x0`). The model runs in eval mode
     under ``torch.no_grad``; noise comes from ``generator`` (or a CPU one seeded with ``seed``)."""
     gen = _start(n, generator, seed)
     device = model_device(model)
@@ -169,7 +170,7 @@ def reverse_loop(model: torch.nn.Module, schedule: Schedule, n: int, path: Seque
     if not path or any(b >= a for a, b in zip(path, path[1:])) or not 0 <= path[-1] <= path[0] < schedule.T:
         raise ValueError(f"timesteps must be strictly decreasing within [0, {schedule.T}), got {path[:5]}...")
     wanted = _check_trajectory(trajectory_at, path)
-    eps_fn = eps_function(model, y, guidance, n, device)
+    predict = eps_function(model, y, guidance, n, device)
     if x_T is not None:
         if tuple(x_T.shape) != (n, *image_shape):
             raise ValueError(f"x_T must have shape {[n, *image_shape]}, got {list(x_T.shape)}")
@@ -184,7 +185,9 @@ def reverse_loop(model: torch.nn.Module, schedule: Schedule, n: int, path: Seque
             t_prev = path[i + 1] if i + 1 < len(path) else -1
             tt = torch.full((n,), t, dtype=torch.long, device=device)
             noise = _randn(x.shape, gen, device) if noisy(t, t_prev) else None
-            x = step(eps_fn(x, tt), x, t, t_prev, noise)
+            out = predict(x, tt)  # the network's (guided) output: eps, x0 or v
+            eps = out if schedule.prediction == "eps" else eps_and_x0(schedule, x, tt, out)[0]
+            x = step(eps, x, t, t_prev, noise)
     return SampleTrajectory(x, trajectory) if trajectory_at is not None else x
 
 

@@ -23,6 +23,10 @@ from .config import DiffusionConfig
 
 Tensor = torch.Tensor
 
+# what the network predicts (DiffusionConfig.prediction): the noise eps (Ho et al. 2020), the clean
+# image x0, or v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0 (Salimans & Ho 2022, Sec. 4)
+PREDICTIONS = ("eps", "x0", "v")
+
 # sigma_t^2 of the reverse process p(x_{t-1} | x_t) (Ho et al. 2020, Sec. 3.2): the two choices
 VARIANCES = ("beta_tilde", "beta")
 
@@ -65,6 +69,7 @@ class Schedule:
     posterior_mean_coef_x0: Tensor  # sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t)  (Eq. 7)
     posterior_mean_coef_xt: Tensor  # sqrt(alpha_t)(1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)
     name: str = "linear"
+    prediction: str = "eps"  # what the network outputs: "eps", "x0" or "v" (DiffusionConfig.prediction)
 
     @property
     def T(self) -> int:
@@ -89,8 +94,11 @@ class Schedule:
         return snr if t is None else snr[t]
 
 
-def schedule_from_betas(betas: Tensor, name: str = "custom") -> Schedule:
-    """Derive every coefficient from beta_1..beta_T (float64 math, stored float32)."""
+def schedule_from_betas(betas: Tensor, name: str = "custom", prediction: str = "eps") -> Schedule:
+    """Derive every coefficient from beta_1..beta_T (float64 math, stored float32); ``prediction``
+    names what the network trained on this schedule outputs (one of :data:`PREDICTIONS`)."""
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
     betas = betas.to(torch.float64)
     if betas.ndim != 1 or len(betas) < 1:
         raise ValueError(f"betas must be a 1-d tensor of length T >= 1, got shape {tuple(betas.shape)}")
@@ -118,6 +126,7 @@ def schedule_from_betas(betas: Tensor, name: str = "custom") -> Schedule:
         posterior_mean_coef_x0=f32(alpha_bars_prev.sqrt() * betas / (1.0 - alpha_bars)),
         posterior_mean_coef_xt=f32(alphas.sqrt() * (1.0 - alpha_bars_prev) / (1.0 - alpha_bars)),
         name=name,
+        prediction=prediction,
     )
 
 
@@ -135,7 +144,7 @@ def make_schedule(config: Union[DiffusionConfig, None] = None, **overrides) -> S
         betas = cosine_betas(config.T, config.cosine_s)
     else:
         raise ValueError(f"unknown schedule {config.schedule!r}: use 'linear' or 'cosine'")
-    return schedule_from_betas(betas, name=config.schedule)
+    return schedule_from_betas(betas, name=config.schedule, prediction=config.prediction)
 
 
 def check_variance(variance: str) -> None:

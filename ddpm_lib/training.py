@@ -26,11 +26,11 @@ import torch
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
-from .checkpoints import FORMAT, check_compatible, load_checkpoint, save_checkpoint
+from .checkpoints import FORMAT, check_compatible, check_resumable, config_from_state, load_checkpoint, save_checkpoint
 from .config import DiffusionConfig, TrainConfig, get_device
 from .diffusion import simple_loss
 from .guidance import drop_labels
-from .models import build_model, config_from_dict, config_to_dict
+from .models import build_model, config_to_dict
 from .schedules import Schedule, make_schedule
 
 Tensor = torch.Tensor
@@ -101,7 +101,10 @@ class Trainer:
     batch order come from generators seeded with ``train_config.seed`` and saved in the
     checkpoint, so a resumed run on CPU continues exactly as an uninterrupted one would. A
     model that draws its own random numbers (dropout) uses torch's global RNG: seed it with
-    :func:`ddpm_lib.seed_everything`; checkpoints save and restore it too."""
+    :func:`ddpm_lib.seed_everything`; checkpoints save and restore it too.
+
+    ``resume_hint`` is the sentence printed after an interruption saying how to continue (the
+    command line sets it to its ``--resume`` command)."""
 
     def __init__(self, model: torch.nn.Module, diffusion: Optional[DiffusionConfig] = None,
                  train_config: Optional[TrainConfig] = None, *,
@@ -123,6 +126,7 @@ class Trainer:
         self.elapsed_s = 0.0
         self.interrupted = False
         self.generator = torch.Generator().manual_seed(self.config.seed)
+        self.resume_hint = "Call fit() again to continue."
 
     # ----------------------------------------------------------------- checkpoints
     @property
@@ -154,8 +158,10 @@ class Trainer:
 
     def load_state(self, state_or_path: Union[dict, str, Path]) -> "Trainer":
         """Restore model, EMA, optimizer, step, history and RNG states from a checkpoint whose
-        model and diffusion settings match this trainer's (mismatches are named)."""
+        model and diffusion settings match this trainer's (mismatches are named). A
+        sampling-only export is refused: it holds no optimizer state to continue from."""
         state = state_or_path if isinstance(state_or_path, dict) else load_checkpoint(state_or_path)
+        check_resumable(state, "the checkpoint" if isinstance(state_or_path, dict) else state_or_path)
         check_compatible(state, self.model.config, self.diffusion)
         self.model.load_state_dict(state["model"])
         self.ema.model.load_state_dict(state["ema"])
@@ -174,9 +180,10 @@ class Trainer:
         """Rebuild a trainer (model from the saved config) and resume its state. Keyword
         overrides change the training config, e.g. ``steps=20000`` to train longer."""
         state = load_checkpoint(path)
-        config = TrainConfig(**{**state["train_config"], **train_overrides})
-        model = build_model(config_from_dict(state["model_config"]))
-        trainer = cls(model, DiffusionConfig(**state["diffusion_config"]), config,
+        check_resumable(state, path)
+        config = config_from_state(state, "train_config", path, **train_overrides)
+        model = build_model(config_from_state(state, "model_config", path))
+        trainer = cls(model, config_from_state(state, "diffusion_config", path), config,
                       out_dir=out_dir if out_dir is not None else Path(path).parent, device=device)
         return trainer.load_state(state)
 
@@ -208,9 +215,13 @@ class Trainer:
     def fit(self, data: TensorDataset, *, progress: bool = True) -> List[float]:
         """Train on ``data`` (a ``TensorDataset(images, labels)`` as from
         :func:`ddpm_lib.data.load_mnist`) until ``steps`` or ``max_minutes``; returns the
-        per-step loss history. Ctrl-C saves a checkpoint (with ``out_dir``) and returns."""
+        per-step loss history. Ctrl-C saves a checkpoint (with ``out_dir``) and returns; a
+        second Ctrl-C during that save is held back until the file is complete."""
         cfg = self.config
         images, labels = data.tensors[0], data.tensors[1] if len(data.tensors) > 1 else None
+        if cfg.subset is not None and len(images) != cfg.subset:
+            raise ValueError(f"this run trains on {cfg.subset} images (TrainConfig.subset, --subset) but was given "
+                             f"{len(images)}; resume it with the same data, load_mnist(subset={cfg.subset})")
         if images.is_floating_point() and not torch.isfinite(images).all():
             raise ValueError("the training images contain NaN or inf; reload them with load_mnist()")
         if images.is_floating_point() and images.numel() and (images.min() < -1.001 or images.max() > 1.001):
@@ -241,8 +252,13 @@ class Trainer:
                     self.save()
         except KeyboardInterrupt:
             self.interrupted = True
-            where = f"; checkpoint saved to {self.save()}" if self.out_dir is not None else ""
-            bar.write(f"interrupted at step {self.step}{where}. Call fit() again to continue.")
+            where = ""
+            if self.out_dir is not None:
+                try:
+                    where = f"; checkpoint saved to {self.save()}"
+                except KeyboardInterrupt:  # pressed again: held back until the save had finished
+                    where = f"; checkpoint saved to {self.checkpoint_path}"
+            bar.write(f"interrupted at step {self.step}{where}. {self.resume_hint}")
         finally:
             bar.close()
         if self.out_dir is not None and not self.interrupted:

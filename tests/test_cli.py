@@ -4,6 +4,7 @@ checkpoint, and reports errors in one line with a non-zero exit."""
 import subprocess
 import sys
 
+import pytest
 import torch
 
 
@@ -110,7 +111,7 @@ def test_conditional_model_samples_a_chosen_digit(tmp_path):
             "--steps", "3", "--digit", "7", "--guidance", "2")
     assert r.returncode == 0, r.stderr
     r = run("sample", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(out), "--digit", "12")
-    assert r.returncode == 1 and "--digit must be 0..9" in r.stderr
+    assert r.returncode == 2 and "argument --digit: must be a digit 0..9, got 12" in r.stderr  # refused at parse time
 
 
 def test_evaluate_prints_one_json_line_of_metrics(tmp_path):
@@ -203,3 +204,197 @@ def test_resume_refuses_flags_that_differ_from_the_checkpoint(tmp_path, capsys):
     assert "--lr 0.1 (checkpoint: 0.002)" in err and "--T 50 (checkpoint: 100)" in err
     assert "--seed" not in err  # the same value as the checkpoint's is fine
     assert (tmp_path / "checkpoint.pt").read_bytes() == before  # refused before anything was written
+
+
+# ---------------------------------------------------------------- nothing lost, nothing silent (issue 16)
+# In-process runs (main([...])) wherever a subprocess is not needed: a tiny U-Net, 64 images, 2 steps.
+TINY = ["--steps", "2", "--subset", "64", "--batch-size", "16", "--base-channels", "8", "--T", "100",
+        "--n-samples", "0", "--device", "cpu"]
+
+
+def _one_line_error(capsys, code_expected, code):
+    err = capsys.readouterr().err.strip()
+    assert code == code_expected, err
+    assert err.startswith("error:") and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["train", "--batch-size", "-5"], "--batch-size"),
+    (["train", "--batch-size", "0"], "--batch-size"),
+    (["train", "--steps", "0"], "--steps"),
+    (["train", "--steps", "-1"], "--steps"),
+    (["train", "--minutes", "0"], "--minutes"),
+    (["train", "--minutes", "-1"], "--minutes"),
+    (["train", "--minutes", "nan"], "--minutes"),
+    (["train", "--base-channels", "0"], "--base-channels"),
+    (["train", "--base-channels", "12"], "--base-channels"),
+    (["train", "--checkpoint-every", "-1"], "--checkpoint-every"),
+    (["train", "--n-samples", "-1"], "--n-samples"),
+    (["train", "--lr", "inf"], "--lr"),
+    (["train", "--T", "0"], "--T"),
+    (["train", "--subset", "0"], "--subset"),
+    (["train", "--prediction", "score"], "--prediction"),
+    (["sample", "--checkpoint", "x", "--n", "0"], "--n"),
+    (["sample", "--checkpoint", "x", "--steps", "0"], "--steps"),
+    (["sample", "--checkpoint", "x", "--eta", "nan"], "--eta"),
+    (["sample", "--checkpoint", "x", "--guidance", "-1"], "--guidance"),
+    (["sample", "--checkpoint", "x", "--digit", "12"], "--digit"),
+    (["evaluate", "--checkpoint", "x", "--n", "-3"], "--n"),
+    (["evaluate", "--checkpoint", "x", "--t-samples", "0"], "--t-samples"),
+    (["evaluate", "--checkpoint", "x", "--bpd-images", "-1"], "--bpd-images"),
+    (["classifier", "--epochs", "0"], "--epochs"),
+    (["classifier", "--reject-share", "nan"], "--reject-share"),
+    (["classifier", "--subset", "-2"], "--subset"),
+])
+def test_every_bad_option_is_refused_at_parse_time_in_one_line(argv, flag, tmp_path, capsys, monkeypatch):
+    from ddpm_lib.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    err = _one_line_error(capsys, 2, main(argv))
+    assert f"argument {flag}:" in err and "--help" in err
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+def test_a_new_run_never_replaces_an_earlier_one(tmp_path, capsys):
+    from ddpm_lib.__main__ import main
+
+    assert main(["train", "--out", str(tmp_path), *TINY]) == 0
+    ckpt = tmp_path / "checkpoint.pt"
+    before = ckpt.read_bytes()
+    capsys.readouterr()
+    err = _one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), *TINY, "--seed", "5"]))
+    assert "holds an earlier run (step 2)" in err and "--resume" in err and "--overwrite" in err
+    assert ckpt.read_bytes() == before
+    assert main(["train", "--out", str(tmp_path), *TINY, "--seed", "5", "--overwrite", "--prediction", "v"]) == 0
+    state = torch.load(ckpt, weights_only=True)
+    assert state["train_config"]["seed"] == 5 and state["diffusion_config"]["prediction"] == "v"
+    capsys.readouterr()
+    err = _one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), "--resume", "--prediction", "eps"]))
+    assert "--prediction eps (checkpoint: v)" in err
+
+
+def test_one_run_per_folder_a_stale_lock_is_replaced_and_the_lock_goes_on_exit(tmp_path, capsys, monkeypatch):
+    import os
+
+    from ddpm_lib.__main__ import main
+    from ddpm_lib.checkpoints import LOCK_NAME, OutputLock
+    from ddpm_lib.training import Trainer
+
+    with OutputLock(tmp_path):  # a live run (this process) holds the folder
+        err = _one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), *TINY]))
+        assert f"another training run (pid {os.getpid()}) is writing to {tmp_path}" in err
+    assert not (tmp_path / LOCK_NAME).exists()
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / LOCK_NAME).write_text(f"{dead.pid}\n")  # left by a killed run
+    (tmp_path / ".checkpoint.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")  # a save cut short by SIGKILL
+    real_step = Trainer.train_step
+
+    def ctrl_c_at_step_1(self, x0, y=None):
+        if self.step == 1:
+            raise KeyboardInterrupt
+        return real_step(self, x0, y)
+
+    monkeypatch.setattr(Trainer, "train_step", ctrl_c_at_step_1)
+    assert main(["train", "--out", str(tmp_path), *TINY]) == 130
+    out = capsys.readouterr().out
+    assert "removed 1 unfinished checkpoint file" in out
+    assert f"Continue with: python -m ddpm_lib train --out {tmp_path} --resume" in out and "fit()" not in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no lock, no temporary file
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 1
+
+
+def test_a_second_process_is_refused_and_sigterm_saves_and_releases_the_lock(tmp_path, capsys):
+    """A real first process trains; a second run into its folder is refused; SIGTERM makes the
+    first save, remove its lock and say how to resume."""
+    import signal
+    import time
+
+    from ddpm_lib.__main__ import main
+    from ddpm_lib.checkpoints import LOCK_NAME
+
+    proc = subprocess.Popen([sys.executable, "-m", "ddpm_lib", "train", "--out", str(tmp_path), *TINY[2:],
+                             "--steps", "100000", "--checkpoint-every", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "checkpoint.pt").exists() and proc.poll() is None:
+        time.sleep(0.05)
+    try:
+        err = _one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), *TINY, "--overwrite"]))
+        assert f"another training run (pid {proc.pid})" in err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "checkpoint saved" in out and "--resume" in out
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_resume_keeps_the_runs_data_and_names_what_it_resumes(tmp_path, capsys):
+    from ddpm_lib.__main__ import main
+
+    assert main(["train", "--out", str(tmp_path), *TINY, "--model", "cond-unet"]) == 0
+    capsys.readouterr()
+    # no --model, no --subset: the checkpoint's cond-unet and its 64 images, named as such
+    assert main(["train", "--out", str(tmp_path), "--resume", "--steps", "3", "--n-samples", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "at step 2: cond-unet, T 100" in out and "M-parameter cond-unet on 64 images" in out
+    err = _one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), "--resume", "--steps", "4",
+                                           "--subset", "128"]))
+    assert "--subset 128 (checkpoint: 64)" in err
+    err = _one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), "--resume", "--steps", "3"]))
+    assert "at step 3 already" in err and "--steps" in err  # a used-up budget trains nothing, writes nothing
+
+
+def test_bad_files_get_one_line_saying_what_they_are(tmp_path, capsys):
+    from ddpm_lib import pretrained_path
+    from ddpm_lib.__main__ import main
+
+    empty = tmp_path / "empty.pt"
+    empty.touch()
+    err = _one_line_error(capsys, 1, main(["sample", "--checkpoint", str(empty), "--out", str(tmp_path / "s")]))
+    assert "is empty (0 bytes)" in err
+    err = _one_line_error(capsys, 1, main(["sample", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "s")]))
+    assert "is a folder, not a file" in err
+    shipped = str(pretrained_path("unet_mnist"))
+    err = _one_line_error(capsys, 1, main(["train", "--out", str(tmp_path / "r"), "--resume", shipped]))
+    assert "sampling-only export" in err and "can be sampled" in err and not (tmp_path / "r").exists()
+
+    # evaluate: the warning about a small n comes first, then the empty judge is named
+    assert main(["evaluate", "--checkpoint", shipped, "--n", "2", "--classifier", str(empty)]) == 1
+    warning, err = capsys.readouterr().err.strip().splitlines()
+    assert warning.startswith("warning: MNIST-FID from --n 2 samples is unreliable") and "equal n" in warning
+    assert err.startswith("error:") and "is empty (0 bytes), not a classifier file" in err
+
+
+def test_outputs_are_checked_first_and_never_written_through_a_link(tmp_path, capsys):
+    from ddpm_lib import pretrained_path
+    from ddpm_lib.__main__ import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    err = _one_line_error(capsys, 1, main(["train", "--out", str(blocker / "run"), *TINY]))
+    assert "not writable" in err  # before any training
+    err = _one_line_error(capsys, 1, main(["sample", "--checkpoint", str(pretrained_path("unet_mnist")),
+                                           "--out", str(blocker / "s")]))
+    assert "not writable" in err
+
+    victim = tmp_path / "precious.pt"
+    victim.write_bytes(b"keep me")
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "samples.pt").symlink_to(victim)
+    assert main(["sample", "--checkpoint", str(pretrained_path("unet_mnist")), "--out", str(out), "--n", "1",
+                 "--steps", "1", "--device", "cpu"]) == 0
+    assert victim.read_bytes() == b"keep me" and not (out / "samples.pt").is_symlink()
+    assert torch.load(out / "samples.pt", weights_only=True).shape == (1, 1, 28, 28)
+
+
+def test_a_one_step_diffusion_trains_and_samples(tmp_path, capsys):
+    from ddpm_lib.__main__ import main
+
+    argv = ["train", "--out", str(tmp_path), *TINY[:-4], "--T", "1", "--n-samples", "1", "--device", "cpu"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "(ddim-1)" in capsys.readouterr().out and (tmp_path / "samples.png").exists()

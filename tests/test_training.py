@@ -243,3 +243,116 @@ def test_the_loop_trains_any_model_through_its_loss_function_and_touches_no_glob
     history = trainer.fit(digits, progress=False)
     assert len(history) == 40 and sum(history[-5:]) < 0.5 * sum(history[:5])
     assert not hasattr(model, "num_timesteps")  # the schedule, not the model, holds T
+
+
+# ---------------------------------------------------------------- nothing lost, nothing silent (issue 16)
+def test_a_second_ctrl_c_during_a_save_is_held_back_until_the_file_is_complete(tiny_unet_config, digits, tmp_path,
+                                                                                monkeypatch):
+    import os
+    import signal
+
+    real_save = torch.save
+
+    def save_pressing_ctrl_c(obj, f, *a, **k):  # Ctrl-C arrives in the middle of the write
+        f.write(b"the first bytes")
+        os.kill(os.getpid(), signal.SIGINT)
+        f.seek(0)
+        real_save(obj, f, *a, **k)
+
+    real_step = Trainer.train_step
+
+    def ctrl_c_at_step_3(self, x0, y=None):
+        if self.step == 3:
+            raise KeyboardInterrupt
+        return real_step(self, x0, y)
+
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        monkeypatch.setattr(torch, "save", save_pressing_ctrl_c)
+        with pytest.raises(KeyboardInterrupt):  # delivered once the save is done
+            save_checkpoint({"format": "x", "value": torch.arange(3)}, tmp_path / "a.pt")
+        assert torch.equal(torch.load(tmp_path / "a.pt", weights_only=True)["value"], torch.arange(3))
+
+        trainer = _trainer(tiny_unet_config, tmp_path, steps=6)  # the first Ctrl-C at step 3, the second in its save
+        monkeypatch.setattr(Trainer, "train_step", ctrl_c_at_step_3)
+        try:
+            trainer.fit(digits, progress=False)
+        except KeyboardInterrupt:
+            pytest.fail("the second Ctrl-C escaped from fit() and the save was lost")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert trainer.interrupted and load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "checkpoint.pt"]  # no temporary file
+
+
+def test_a_full_disk_is_named_and_the_previous_checkpoint_kept(tmp_path, monkeypatch):
+    import shutil
+
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"format": "x", "value": torch.ones(3)}, path)
+    before = path.read_bytes()
+
+    def torch_writer_fails(obj, f, *a, **k):  # what torch says when its writer hits a full disk
+        f.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+    monkeypatch.setattr(torch, "save", torch_writer_fails)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 4096, 4096))
+    with pytest.raises(CheckpointError, match=r"^disk full while writing .*checkpoint.pt.*previous checkpoint.*intact") as err:
+        save_checkpoint({"format": "y"}, path)
+    assert "enforce fail" not in str(err.value)
+    assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**12, 0, 10**12))
+    with pytest.raises(CheckpointError, match=r"^writing checkpoint .* failed \(\[enforce fail.*intact"):
+        save_checkpoint({"format": "y"}, path)  # plenty of space: some other failure, said as it is
+
+
+def test_train_config_refuses_bad_values_in_one_line():
+    for bad in (dict(batch_size=0), dict(batch_size=-5), dict(steps=-1), dict(max_minutes=float("nan")),
+                dict(lr=0.0), dict(checkpoint_every=-1), dict(ema_decay=1.5), dict(subset=0)):
+        with pytest.raises(ValueError, match=f"TrainConfig: {next(iter(bad))} must be"):
+            TrainConfig(**bad)
+    assert TrainConfig(steps=0, max_minutes=0).steps == 0  # nothing to train is allowed in the library
+
+
+def test_bad_files_are_named_for_what_they_are(tiny_unet_config, tmp_path):
+    from ddpm_lib import pretrained_path
+
+    empty = tmp_path / "empty.pt"
+    empty.touch()
+    with pytest.raises(CheckpointError, match=r"empty.pt is empty \(0 bytes\)"):
+        load_checkpoint(empty)
+    with pytest.raises(CheckpointError, match="is a folder, not a file"):
+        load_checkpoint(tmp_path)
+
+    trainer = _trainer(tiny_unet_config, tmp_path, steps=0)
+    trainer.save()
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    state["diffusion_config"]["sharpness"] = 3  # written by some other version
+    save_checkpoint(state, tmp_path / "newer.pt")
+    with pytest.raises(CheckpointError, match=r"diffusion_config settings this ddpm_lib does not know \(sharpness\)"):
+        load_model(tmp_path / "newer.pt", device="cpu")
+
+    export = pretrained_path("unet_mnist")  # float16 EMA weights, no optimizer: sample it, do not resume it
+    with pytest.raises(CheckpointError, match="sampling-only export.*can be sampled.*not resumed"):
+        Trainer.from_checkpoint(export, out_dir=tmp_path / "r", device="cpu")
+
+
+def test_a_refused_pickle_says_it_holds_code_and_never_suggests_running_it(tmp_path):
+    _Evil.marker = str(tmp_path / "pwned")
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "ddpm_lib.checkpoint/1", "payload": _Evil()}, evil, pickle_module=pickle)
+    with pytest.raises(CheckpointError, match="holds pickled Python code .* refused without running it") as err:
+        load_checkpoint(evil)
+    assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_run_is_resumed_only_with_its_own_data(tiny_unet_config, digits, tmp_path):
+    trainer = _trainer(tiny_unet_config, tmp_path, steps=2, subset=len(digits))
+    trainer.fit(digits, progress=False)
+    resumed = Trainer.from_checkpoint(tmp_path / "checkpoint.pt", device="cpu", steps=4)
+    assert resumed.config.subset == len(digits)
+    fewer = TensorDataset(*(t[:256] for t in digits.tensors))
+    with pytest.raises(ValueError, match=f"trains on {len(digits)} images .* was given 256"):
+        resumed.fit(fewer, progress=False)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
-from ..checkpoints import CheckpointError, save_checkpoint
+from ..checkpoints import CheckpointError, read_weights_file, save_checkpoint
 from ..config import get_device
 from ..data import pretrained_path
 from .corruptions import rejection_batch
@@ -230,10 +230,7 @@ def load_classifier(path: Union[str, Path, None] = None, *,
         raise CheckpointError(f"classifier weights {path} not found; they ship in data/pretrained/ "
                               f"(git checkout data/pretrained) or retrain them with "
                               f"`python -m ddpm_lib classifier --out {path}` (about 5 min on CPU)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise CheckpointError(f"{path} is not a readable classifier file: {str(err).splitlines()[0][:200]}") from err
+    state = read_weights_file(path, "classifier file")  # empty, pickled code, not torch: one line each
     if not isinstance(state, dict) or state.get("format") not in (FORMAT, _OLD_FORMAT):
         raise CheckpointError(f"{path} is not a ddpm_lib classifier (no '{FORMAT}' format tag)")
     arch, num_classes = state.get("arch", "cnn"), int(state.get("num_classes", 10))

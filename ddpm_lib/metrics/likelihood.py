@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import EvalConfig
-from ..diffusion import check_timesteps, gather, predict_x0_from_eps, q_posterior, q_sample
+from ..diffusion import check_timesteps, eps_and_x0, gather, q_posterior, q_sample
 from ..models import eval_mode, model_device
 from ..schedules import Schedule, check_variance
 
@@ -80,7 +80,7 @@ def vlb_term(model: torch.nn.Module, schedule: Schedule, x0: Tensor, t: Tensor, 
     check_variance(variance)
     t = check_timesteps(t, x0.shape[0], schedule.T, x0.device)
     xt = q_sample(schedule, x0, t, noise)
-    x0_hat = predict_x0_from_eps(schedule, xt, t, model(xt, t))
+    _, x0_hat = eps_and_x0(schedule, xt, t, model(xt, t))  # Eq. 15 for an eps-predictor
     if clip_x0:
         x0_hat = x0_hat.clamp(-1, 1)
     mean_model, _ = q_posterior(schedule, x0_hat, xt, t)
