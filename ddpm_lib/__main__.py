@@ -1,5 +1,6 @@
-"""Command line: ``python -m ddpm_lib [train|sample|evaluate|export|classifier] ...``; with no command, a short demo
-that trains a small U-Net for a few minutes and writes ``runs/demo/samples.png``."""
+"""Command line: ``python -m ddpm_lib [train|sample|evaluate|export|classifier] ...``; with no command, a short demo:
+samples of the shipped U-Net, a 3-minute training run of the small U-Net preset, and the
+evaluator's numbers for both (``runs/demo/``)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,19 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List, NoReturn, Optional
+from typing import Callable, List, NoReturn, Optional, Tuple
 
 import torch
 
 from .checkpoints import (CheckpointError, OutputLock, check_resumable, check_writable, export_pretrained,
                           load_checkpoint, load_model, read_weights_file, remove_partial_saves, replace_atomically)
-from .config import (DiffusionConfig, EvalConfig, MLPConfig, SamplerConfig, TrainConfig, UNetConfig, get_device,
-                     seed_everything)
-from .data import MNISTDataError, load_mnist
+from .config import (LR_SCHEDULES, SAMPLERS, DiffusionConfig, EvalConfig, MLPConfig, SamplerConfig, TrainConfig,
+                     UNetConfig, get_device, seed_everything)
+from .data import MNISTDataError, load_mnist, pretrained_path
 from .metrics.classifier import ARCHS, DEFAULT_EPOCHS, MIN_ACCURACY, ClassifierConfig
 from .models import build_model, config_to_dict, count_parameters
 from .plotting import save_grid
-from .samplers import ddim_sample, ddpm_sample
+from .samplers import sample
 from .schedules import PREDICTIONS
 from .training import NonFiniteLossError, Trainer
 
@@ -90,10 +91,7 @@ def _sample(model, schedule, n: int, sampler: str, steps: int, seed: int,
         y = torch.arange(n) % 10  # a conditional model without --digit: every digit in turn
     else:
         y = None if digit is None else torch.full((n,), digit)
-    if sampler == "ddpm":
-        x = ddpm_sample(model, schedule, n, seed=seed, y=y, guidance=guidance)
-    else:
-        x = ddim_sample(model, schedule, n, steps=steps, eta=eta, seed=seed, y=y, guidance=guidance)
+    x = sample(model, schedule, n, sampler=sampler, steps=steps, eta=eta, seed=seed, y=y, guidance=guidance)
     return x.cpu(), y, time.perf_counter() - t0
 
 
@@ -124,9 +122,12 @@ def _resume_conflicts(args: argparse.Namespace, state: dict) -> List[str]:
     model, diffusion, train = state["model_config"], state["diffusion_config"], state.get("train_config", {})
     saved = {"model": _model_kind(model), "schedule": diffusion.get("schedule"), "T": diffusion.get("T"),
              "prediction": diffusion.get("prediction", "eps"), "base_channels": model.get("base_channels"),
-             **{k: train.get(k) for k in ("batch_size", "lr", "seed", "checkpoint_every", "subset") if k in train}}
-    return [f"--{dest.replace('_', '-')} {getattr(args, dest)} (checkpoint: {value})"
-            for dest, value in saved.items() if dest in args.given and getattr(args, dest) != value]
+             **{k: train.get(k) for k in ("batch_size", "lr", "seed", "checkpoint_every", "subset") if k in train},
+             "lr_schedule": train.get("lr_schedule", "constant"), "min_snr_gamma": train.get("min_snr_gamma")}
+    asked = {dest: (getattr(args, dest) or None) if dest == "min_snr_gamma" else getattr(args, dest)
+             for dest in saved if dest in args.given}  # --min-snr-gamma 0 is None (unweighted)
+    return [f"--{dest.replace('_', '-')} {getattr(args, dest)} (checkpoint: {saved[dest]})"
+            for dest, value in asked.items() if value != saved[dest]]
 
 
 def _budget_left(trainer: Trainer, ckpt: Path) -> None:
@@ -204,6 +205,7 @@ def _train(args: argparse.Namespace, out: Path, state: Optional[dict], resume_fr
                                    num_classes=10 if args.model == "cond-unet" else None)
         steps = args.steps if args.steps is not None else (None if args.minutes else TrainConfig().steps)
         config = TrainConfig(steps=steps, max_minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
+                             lr_schedule=args.lr_schedule, min_snr_gamma=args.min_snr_gamma or None,
                              checkpoint_every=args.checkpoint_every, seed=args.seed, subset=args.subset)
         diffusion = DiffusionConfig(T=args.T, schedule=args.schedule, prediction=args.prediction)
         trainer = Trainer(build_model(model_cfg), diffusion, config, out_dir=out, device=device)
@@ -278,9 +280,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_existing(path: Path, flag: str, overwrite: bool) -> None:
+    """Refuse to replace an existing output file unless ``--overwrite`` was given (as ``train`` does)."""
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise CheckpointError(f"{path} exists already: replace it with --overwrite, or choose another {flag}")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     if Path(args.out).is_dir():
         raise ValueError(f"{args.out} is a folder; give the export a file name, e.g. {Path(args.out) / 'model.pt'}")
+    _refuse_existing(Path(args.out), "output file", args.overwrite)  # e.g. the shipped data/pretrained/ files
     path = export_pretrained(args.checkpoint, args.out, note=args.note)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, EMA weights in float16)")
     return 0
@@ -297,6 +306,8 @@ def cmd_classifier(args: argparse.Namespace) -> int:
         return 1
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a file name such as {out / (args.arch + '.pt')}")
+    if out.resolve() != shipped.resolve():  # --replace-shipped is the shipped file's own --overwrite
+        _refuse_existing(out, "--out", args.overwrite)
     check_writable(out.parent, "--out folder")
     seed_everything(args.seed)
     t0 = time.perf_counter()
@@ -318,8 +329,10 @@ def cmd_classifier(args: argparse.Namespace) -> int:
 
 def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     d = SamplerConfig()
-    p.add_argument("--sampler", choices=["ddpm", "ddim"], default=d.sampler, help="default: %(default)s")
-    p.add_argument("--steps", type=positive_int, default=d.steps, help="DDIM steps (default: %(default)s)")
+    p.add_argument("--sampler", choices=SAMPLERS, default=d.sampler,
+                   help="ddim, dpm++ (DPM-Solver++(2M)) or ddpm (all T steps) (default: %(default)s)")
+    p.add_argument("--steps", type=positive_int, default=d.steps,
+                   help="DDIM / DPM-Solver++ steps (default: %(default)s)")
     p.add_argument("--eta", type=non_negative_float, default=d.eta,
                    help="DDIM noise: 0 deterministic, 1 as much as DDPM (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -347,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--minutes", type=positive_float, default=train.max_minutes, help="wall-clock training budget")
     t.add_argument("--batch-size", type=positive_int, default=train.batch_size, help="default: %(default)s")
     t.add_argument("--lr", type=positive_float, default=train.lr, help="default: %(default)s")
+    t.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=train.lr_schedule,
+                   help="after warm-up: constant, or cosine decay to 0 over the budget (default: %(default)s)")
+    t.add_argument("--min-snr-gamma", type=non_negative_float, default=train.min_snr_gamma,
+                   help="Min-SNR-gamma loss weighting, 0: unweighted L_simple (default: %(default)s)")
     t.add_argument("--base-channels", type=channels, default=UNetConfig().base_channels,
                    help=f"U-Net width at 28x28 ({UNetConfig.small().base_channels}: UNetConfig.small(), the better "
                         "choice for CPU budgets of tens of minutes; default: %(default)s)")
@@ -401,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint")
     e.add_argument("out")
     e.add_argument("--note", default="", help="free text stored with the weights (e.g. how they were trained)")
+    e.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     e.set_defaults(func=cmd_export)
     c = sub.add_parser("classifier", help="train an MNIST judge (CNN or MLP) behind the quality metrics",
                        allow_abbrev=False)
@@ -410,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default=None, help="default: runs/classifier/<arch>.pt")
     c.add_argument("--replace-shipped", action="store_true",
                    help="allow --out to overwrite the shipped weights in data/pretrained/")
+    c.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it exists (the shipped weights need --replace-shipped)")
     c.add_argument("--epochs", type=positive_int, default=None,
                    help="default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_EPOCHS.items()))
     c.add_argument("--reject-share", type=non_negative_float, default=cdef.reject_share,
@@ -430,13 +450,47 @@ def _given(parser: argparse.ArgumentParser, command: Optional[str], argv: List[s
             if any(tok == o or tok.startswith(o + "=") for tok in argv)}
 
 
+DEMO_OUT, DEMO_MINUTES, DEMO_EVAL_N = Path("runs/demo"), 3, 300
+
+
+def demo_scores(checkpoints: List[Tuple[str, Path]], n: int) -> None:
+    """Print the evaluator's numbers for n default-sampler images of each (name, checkpoint)."""
+    from .metrics import SampleEvaluator
+    device = get_device()
+    evaluator = SampleEvaluator(device=device)
+    for name, path in checkpoints:
+        model, schedule = load_model(path, device=device)
+        r = evaluator.evaluate(sample(model, schedule, n, progress=False).cpu())
+        print(f"  {name}: MNIST-FID {r.fid:.1f} (real images: {r.fid_floor:.1f}), read as digits "
+              f"{r.confident_share:.0%}, class entropy {r.entropy_bits:.2f} bits (3.32: all ten alike)")
+
+
+def run_demo() -> int:
+    """``python -m ddpm_lib`` with no command: what the library gives (the shipped U-Net's samples,
+    in seconds), what three minutes of your own training give, and the evaluator's numbers for both."""
+    shipped = pretrained_path("unet_mnist")
+    print(f"demo 1/3: 64 samples of the shipped U-Net ({shipped}); see `python -m ddpm_lib --help` for more")
+    code = main(["sample", "--checkpoint", str(shipped), "--out", str(DEMO_OUT / "shipped"), "--n", "64"])
+    if code:
+        return code
+    print(f"demo 2/3: your own {DEMO_MINUTES}-minute training run of the small U-Net preset "
+          f"(replacing an earlier demo in {DEMO_OUT})")
+    code = main(["train", "--out", str(DEMO_OUT), "--minutes", str(DEMO_MINUTES),
+                 "--base-channels", str(UNetConfig.small().base_channels), "--overwrite"])
+    if code:
+        return code
+    print(f"demo 3/3: both scored by the evaluator on {DEMO_EVAL_N} samples each (compare the two with each "
+          f"other; `python -m ddpm_lib evaluate` uses 1000)")
+    demo_scores([("shipped U-Net", shipped), (f"your {DEMO_MINUTES}-minute U-Net", DEMO_OUT / "checkpoint.pt")],
+                DEMO_EVAL_N)
+    print(f"images: {DEMO_OUT / 'shipped' / 'samples.png'} (shipped) and {DEMO_OUT / 'samples.png'} (yours)")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
-        print("demo: a 3-minute training run of the small U-Net preset (replacing an earlier demo in runs/demo); "
-              "see `python -m ddpm_lib --help` for more")
-        argv = ["train", "--out", "runs/demo", "--minutes", "3", "--base-channels", str(UNetConfig.small().base_channels),
-                "--overwrite"]
+        return run_demo()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -27,7 +27,7 @@ import torch
 
 from .config import DiffusionConfig, MLPConfig, TrainConfig, UNetConfig, get_device
 from .models import build_model, config_from_dict
-from .schedules import Schedule, make_schedule
+from .schedules import Schedule, make_schedule, remember_diffusion
 
 FORMAT = "ddpm_lib.checkpoint/1"
 REQUIRED_KEYS = ("format", "model_config", "diffusion_config", "model", "step")
@@ -221,6 +221,11 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     return state
 
 
+# settings added after checkpoints were first written whose default changed the recipe: a
+# checkpoint without them was trained the old way, so it keeps the old value
+BEFORE_ADDED: Dict[str, Dict[str, Any]] = {"train_config": {"min_snr_gamma": None, "lr_schedule": "constant"}}
+
+
 def config_from_state(state: Dict[str, Any], key: str, path: PathLike = "checkpoint", **overrides) -> Any:
     """Rebuild the config a checkpoint stores under ``key`` (``model_config``,
     ``diffusion_config`` or ``train_config``; settings added since it was written take their
@@ -237,7 +242,7 @@ def config_from_state(state: Dict[str, Any], key: str, path: PathLike = "checkpo
         raise CheckpointError(f"checkpoint {path} has {key} settings this ddpm_lib does not know "
                               f"({', '.join(unknown)}): it was written by another version; update ddpm_lib, "
                               f"or remove those keys")
-    saved = {**saved, **overrides}
+    saved = {**BEFORE_ADDED.get(key, {}), **saved, **overrides}
     try:
         return config_from_dict(saved) if key == "model_config" else cls(**saved)
     except (TypeError, ValueError) as err:
@@ -415,7 +420,8 @@ def export_pretrained(checkpoint: PathLike, out: PathLike, *, dtype: torch.dtype
 def load_model(path: PathLike, *, ema: bool = True, device: Union[str, torch.device, None] = None
                ) -> Tuple[torch.nn.Module, Schedule]:
     """Rebuild a trained model (EMA weights by default) and its schedule from a checkpoint,
-    on ``device`` (default: :func:`get_device`), in eval mode."""
+    on ``device`` (default: :func:`get_device`), in eval mode. The model remembers its
+    ``diffusion_config`` (:func:`ddpm_lib.schedules.remember_diffusion`): samplers refuse another schedule."""
     device = torch.device(device) if device is not None else get_device()
     state = load_checkpoint(path)
     model = build_model(config_from_state(state, "model_config", path))
@@ -425,5 +431,6 @@ def load_model(path: PathLike, *, ema: bool = True, device: Union[str, torch.dev
     except (RuntimeError, TypeError, AttributeError) as err:
         raise CheckpointError(f"checkpoint {path}: its weights do not fit the model its config describes "
                               f"({_first_line(err)}); the file is damaged or was edited: use another copy") from err
-    schedule = make_schedule(config_from_state(state, "diffusion_config", path))
-    return model.to(device).eval(), schedule.to(device)
+    diffusion = config_from_state(state, "diffusion_config", path)
+    remember_diffusion(model, diffusion)  # a sampler given another schedule then says so
+    return model.to(device).eval(), make_schedule(diffusion).to(device)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import shutil
 from pathlib import Path
@@ -38,8 +39,10 @@ def default_data_root() -> Path:
 
 def pretrained_path(name: str) -> Path:
     """Where the shipped weights called ``name`` live: ``data/pretrained/<name>.pt`` under
-    :func:`default_data_root`. Names: ``unet_mnist`` (notebook 03's U-Net), ``cond_unet_mnist``
-    (notebook 06), ``mnist_classifier`` and ``mnist_mlp_classifier`` (notebook 04's judges)."""
+    :func:`default_data_root`. Names: ``unet_mnist`` (notebook 03's U-Net), ``mlp_mnist`` (notebook
+    02's x0-predicting MLP; ``mlp_mnist_eps`` and ``mlp_mnist_v`` are the same MLP predicting eps
+    and v), ``cond_unet_mnist`` (notebook 06), ``mnist_classifier`` and ``mnist_mlp_classifier``
+    (notebook 04's judges)."""
     return default_data_root() / "pretrained" / (name if name.endswith(".pt") else f"{name}.pt")
 
 
@@ -86,7 +89,7 @@ def prepare_mnist(root: Union[str, Path, None] = None, *, download: bool = False
                     f"with md5 {md5})" if plain.exists() else
                     f"{plain} (or {packed.name}) is missing (expected {size} bytes with md5 {md5})")
             raise MNISTDataError(f"MNIST file {what}. " + _fix_hint(root))
-        tmp = plain.with_suffix(".tmp")
+        tmp = plain.with_suffix(f".{os.getpid()}.tmp")  # per process: parallel first uses do not collide
         try:
             with gzip.open(packed, "rb") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst)
@@ -128,3 +131,50 @@ def load_mnist(root: Union[str, Path, None] = None, *, train: bool = True,
 def to_unit_range(x: torch.Tensor) -> torch.Tensor:
     """Map model space [-1, 1] back to image space [0, 1] (clamped)."""
     return ((x + 1) / 2).clamp(0, 1)
+
+
+def to_model_range(x: torch.Tensor, *, max_value: Optional[float] = None) -> torch.Tensor:
+    """Map images from [0, max_value] to the model's data space [-1, 1]: x / (max_value / 2) - 1,
+    as float32 (the inverse of :func:`to_unit_range` for max_value = 1). ``max_value`` defaults to
+    255 for integer pixels (uint8, as MNIST's files store them) and to 1 for floats; give
+    ``max_value=255`` for float pixels 0..255. Values outside [0, max_value] are refused."""
+    if x.dtype == torch.bool or x.is_complex():
+        raise TypeError(f"to_model_range takes pixel values (integers 0..255 or floats), got dtype {x.dtype}")
+    if max_value is None:
+        max_value = 1.0 if x.is_floating_point() else 255.0
+    if not (math.isfinite(max_value) and max_value > 0):
+        raise ValueError(f"max_value must be a finite number > 0, got {max_value}")
+    x = x.float()
+    if x.numel():
+        lo, hi = (float(v) for v in torch.aminmax(x))
+        if not (0 <= lo and hi <= max_value):  # also refuses NaN
+            raise ValueError(f"to_model_range expects values in [0, {max_value:g}], got [{lo:.4g}, {hi:.4g}]"
+                             + ("; float pixels 0..255 need max_value=255" if 1 < hi <= 255 else ""))
+    return x / (max_value / 2) - 1
+
+
+def _range_fix(call: str = "to_model_range(images)") -> str:
+    return f"rescale them with ddpm_lib.data.{call} (-> [-1, 1]), or load MNIST with load_mnist()"
+
+
+def check_model_range(images: torch.Tensor, what: str = "images", tolerance: float = 1e-3) -> None:
+    """Raise :class:`ValueError` naming the fix (:func:`to_model_range`) unless ``images`` are
+    finite floats in the model's data space [-1, 1] (to within ``tolerance``): integer pixels
+    (uint8), NaN or inf, values beyond [-1, 1] (pixels 0..255 as floats) and images in [0, 1]
+    (nothing below 0 at all: an image space never mapped to [-1, 1], where black is -1) are
+    refused. One pass over the tensor: call it once where data enter (``Trainer.fit``), not per
+    batch."""
+    if not images.is_floating_point():
+        raise ValueError(f"{what} are {images.dtype} pixels, but the model takes floats in [-1, 1]; {_range_fix()}")
+    if not images.numel():
+        return
+    lo, hi = (float(v) for v in torch.aminmax(images.detach()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{what} contain NaN or inf; reload them (load_mnist()) or find where they were damaged")
+    if lo < -1 - tolerance or hi > 1 + tolerance:
+        pixels = 0 <= lo and hi <= 255  # float pixels 0..255
+        raise ValueError(f"{what} must be scaled to [-1, 1], got range [{lo:.4g}, {hi:.4g}]; "
+                         + _range_fix("to_model_range(images, max_value=255)" if pixels else "to_model_range"))
+    if lo >= 0 and hi > 0:
+        raise ValueError(f"{what} lie in [{lo:.4g}, {hi:.4g}] with no value below 0, like images in [0, 1]; the "
+                         f"model's data space is [-1, 1] (black is -1): {_range_fix()}")

@@ -23,9 +23,31 @@ def gather(coeffs: Tensor, t: Tensor, like: Tensor) -> Tensor:
     return out.reshape(-1, *([1] * (like.ndim - 1))).to(like.dtype)
 
 
-def check_timesteps(t: Union[Tensor, int], batch: int, T: int, device: torch.device) -> Tensor:
+# |x0| beyond this is not data in [-1, 1]: pixels 0..255 never rescaled (unit-Gaussian test data pass)
+X0_LIMIT = 10.0
+
+
+def check_x0_type(x0: Tensor) -> None:
+    """Raise a clear error unless x0 is a float tensor: integer pixels (uint8) would turn every
+    coefficient into an integer and x_t into zeros."""
+    if not isinstance(x0, Tensor) or not x0.is_floating_point():
+        raise TypeError(f"x0 must be a float tensor of data in [-1, 1], got {getattr(x0, 'dtype', type(x0).__name__)}; "
+                        "rescale pixels with ddpm_lib.data.to_model_range(x0)")
+
+
+def check_timesteps(t: Union[Tensor, int], batch: int, T: int, device: torch.device, *,
+                    x0: Optional[Tensor] = None) -> Tensor:
     """Return ``t`` as a long tensor of shape [batch]; raise a clear error if it is not an
-    integer in [0, T) or does not match the batch."""
+    integer (bool is not) in [0, T) or does not match the batch. With ``x0``, also refuse data
+    that are NaN, inf or far outside [-1, 1] (|x0| > :data:`X0_LIMIT`, e.g. pixels 0..255).
+
+    The values of t and x0 are read in one device-to-host transfer: :func:`q_sample` runs on every
+    training step, where this one sync replaces the two that reading t's range alone took (the
+    step's ``loss.item()`` waits for the device anyway). The finer check of the data ([0, 1]
+    images, a little outside [-1, 1]) is made once, where they enter: ``Trainer.fit``."""
+    if isinstance(t, bool) or (isinstance(t, Tensor) and t.dtype == torch.bool):
+        raise TypeError(f"t must hold integer steps in [0, {T}), got a bool (True/False is not a step); "
+                        "pass step numbers as an int or a torch.long tensor")
     if isinstance(t, int):
         t = torch.full((batch,), t, dtype=torch.long, device=device)
     if not isinstance(t, Tensor):
@@ -36,17 +58,32 @@ def check_timesteps(t: Union[Tensor, int], batch: int, T: int, device: torch.dev
         t = t.expand(batch)
     if t.shape != (batch,):
         raise ValueError(f"t must have shape [{batch}] (one step per sample), got {tuple(t.shape)}")
-    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= T):
+    t = t.long().to(device)
+    read = [t.min(), t.max()] if t.numel() else []
+    if x0 is not None and x0.numel():
+        read.append(x0.detach().abs().amax())
+    if not read:
+        return t
+    values = torch.stack([v.float() for v in read]).tolist()  # the one device-to-host read
+    if t.numel() and (values[0] < 0 or values[1] >= T):
         raise ValueError(f"t must lie in [0, T) = [0, {T}); got values in "
                          f"[{int(t.min())}, {int(t.max())}]. Code uses 0-based steps: paper t = code t + 1")
-    return t.long().to(device)
+    if x0 is not None and x0.numel() and not values[-1] <= X0_LIMIT:  # NaN compares False: refused too
+        x0 = x0.detach()
+        if not torch.isfinite(x0).all():
+            raise ValueError("x0 contains NaN or inf; find where the data were damaged (load_mnist() gives clean "
+                             "data in [-1, 1])")
+        raise ValueError(f"x0 must be data in [-1, 1], got values in [{float(x0.min()):.4g}, {float(x0.max()):.4g}]; "
+                         f"rescale pixels with ddpm_lib.data.to_model_range(x0) (max_value=255 for float pixels)")
+    return t
 
 
 def q_sample(schedule: Schedule, x0: Tensor, t: Union[Tensor, int],
              noise: Optional[Tensor] = None) -> Tensor:
     """Sample x_t ~ q(x_t | x_0) in one jump, Eq. 4:
     x_t = sqrt(alpha_bar_t) * x_0 + sqrt(1 - alpha_bar_t) * eps,  eps ~ N(0, I)."""
-    t = check_timesteps(t, x0.shape[0], schedule.T, x0.device)
+    check_x0_type(x0)
+    t = check_timesteps(t, x0.shape[0], schedule.T, x0.device, x0=x0)  # also: x0 finite, about in [-1, 1]
     if noise is None:
         noise = torch.randn_like(x0)
     return (gather(schedule.sqrt_alpha_bars, t, x0) * x0
@@ -142,10 +179,24 @@ def sample_timesteps(batch: int, T: int, device: torch.device,
     return torch.randint(0, T, (batch,), generator=generator, device=gen_device).to(device)
 
 
+def min_snr_weight(schedule: Schedule, t: Tensor, gamma: float) -> Tensor:
+    """The Min-SNR-gamma weight (Hang et al. 2023) of the loss on ``schedule.prediction``'s own
+    target at steps t: min(SNR, gamma) / SNR (eps), min(SNR, gamma) (x0), min(SNR, gamma) / (SNR + 1) (v)."""
+    if not gamma > 0:
+        raise ValueError(f"min_snr_gamma must be > 0, got {gamma}")
+    snr = schedule.snr().to(t.device)[t]
+    clipped = snr.clamp(max=gamma)
+    if schedule.prediction == "eps":
+        return clipped / snr
+    if schedule.prediction == "x0":
+        return clipped
+    return clipped / (snr + 1)
+
+
 def simple_loss(model: torch.nn.Module, schedule: Schedule, x0: Tensor, *,
                 t: Optional[Tensor] = None, noise: Optional[Tensor] = None,
                 y: Optional[Tensor] = None, generator: Optional[torch.Generator] = None,
-                reduction: str = "mean") -> Tensor:
+                reduction: str = "mean", min_snr_gamma: Optional[float] = None) -> Tensor:
     """L_simple, Eq. 14 / Algorithm 1: || eps - eps_theta(sqrt(alpha_bar_t) x_0
     + sqrt(1 - alpha_bar_t) eps, t) ||^2 with t uniform and eps ~ N(0, I).
 
@@ -154,7 +205,14 @@ def simple_loss(model: torch.nn.Module, schedule: Schedule, x0: Tensor, *,
     error at step t by SNR(t) (eps), 1 (x0) and SNR(t) + 1 (v) (Salimans & Ho 2022, Sec. 4):
     eps-prediction spends its capacity at small t, x0-prediction at large t.
 
-    ``reduction="none"`` gives one loss per sample (useful for loss-per-t plots)."""
+    ``min_snr_gamma`` = gamma weights each sample so that its x_0 error counts min(SNR(t), gamma)
+    (Min-SNR-gamma, Hang et al. 2023, Eq. 9): the eps loss times min(SNR, gamma) / SNR, the x_0
+    loss times min(SNR, gamma), the v loss times min(SNR, gamma) / (SNR + 1). It stops the
+    nearly noise-free steps, where SNR is up to 10^4, from dominating training.
+
+    ``reduction="none"`` gives one loss per sample (useful for loss-per-t plots). x0 and t are
+    checked by :func:`q_sample` (float data about in [-1, 1], integer t in [0, T))."""
+    check_x0_type(x0)
     batch = x0.shape[0]
     if t is None:
         t = sample_timesteps(batch, schedule.T, x0.device, generator)
@@ -166,6 +224,8 @@ def simple_loss(model: torch.nn.Module, schedule: Schedule, x0: Tensor, *,
     output = model(xt, t) if y is None else model(xt, t, y)
     target = prediction_target(schedule, x0, t, noise)
     per_sample = F.mse_loss(output, target, reduction="none").flatten(1).mean(1)
+    if min_snr_gamma is not None:
+        per_sample = per_sample * min_snr_weight(schedule, t, min_snr_gamma).to(per_sample.dtype)
     if reduction == "none":
         return per_sample
     if reduction == "mean":

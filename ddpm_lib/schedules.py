@@ -14,8 +14,8 @@ Everything is computed in float64 and stored as float32 tensors.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Union
+from dataclasses import dataclass, fields, replace
+from typing import Any, Union
 
 import torch
 
@@ -158,3 +158,37 @@ def reverse_variance(schedule: Schedule, variance: str) -> Tensor:
     deterministic x_0) or beta_t (optimal for x_0 ~ N(0, I)); Sec. 3.2."""
     check_variance(variance)
     return schedule.beta_tilde if variance == "beta_tilde" else schedule.betas
+
+
+def remember_diffusion(model: Any, config: DiffusionConfig) -> Any:
+    """Record on ``model`` the :class:`DiffusionConfig` it was trained with, as the plain attribute
+    ``model.diffusion_config`` (a copy; not a buffer, not read in ``forward``), so that a sampler
+    given another schedule can say so (:func:`check_model_schedule`). :func:`ddpm_lib.load_model`
+    and :class:`ddpm_lib.Trainer` set it; a model built by hand remembers nothing. Returns ``model``."""
+    model.diffusion_config = replace(config)
+    return model
+
+
+def _describe(schedule: Schedule) -> str:
+    betas = schedule.betas
+    ends = f" (beta {float(betas[0]):.3g} -> {float(betas[-1]):.3g})" if not betas.is_meta else ""
+    return f"T={schedule.T}, {schedule.name} schedule{ends}, predicting {schedule.prediction}"
+
+
+def check_model_schedule(model: Any, schedule: Schedule) -> None:
+    """Raise :class:`ValueError` naming both if ``model`` remembers the diffusion it was trained
+    with (``model.diffusion_config``, see :func:`remember_diffusion`) and ``schedule`` differs from
+    it in T, betas (the schedule's kind and endpoints) or prediction type: sampling with another
+    schedule than the training one gives wrong images without any other sign. A model that
+    remembers nothing is accepted. Called once per sampling call (one small read of the betas)."""
+    config = getattr(model, "diffusion_config", None)
+    if not isinstance(config, DiffusionConfig):
+        return
+    trained = make_schedule(config)
+    betas = schedule.betas.detach()
+    same = trained.T == schedule.T and trained.prediction == schedule.prediction and (
+        betas.is_meta or torch.allclose(trained.betas, betas.cpu().float(), rtol=1e-4, atol=1e-8))
+    if not same:
+        raise ValueError(f"this model was trained with {_describe(trained)}, but the sampler was given "
+                         f"{_describe(schedule)}; sample with the schedule it was trained with, "
+                         f"make_schedule(model.diffusion_config) (load_model returns it beside the model)")

@@ -28,10 +28,11 @@ from tqdm.auto import tqdm
 
 from .checkpoints import FORMAT, check_compatible, check_resumable, config_from_state, load_checkpoint, save_checkpoint
 from .config import DiffusionConfig, TrainConfig, get_device
+from .data import check_model_range
 from .diffusion import simple_loss
 from .guidance import drop_labels
 from .models import build_model, config_to_dict
-from .schedules import Schedule, make_schedule
+from .schedules import Schedule, make_schedule, remember_diffusion
 
 Tensor = torch.Tensor
 # loss_fn(x0 on the training device, labels or None, the trainer's CPU generator) -> scalar loss
@@ -42,10 +43,20 @@ class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; training stopped before the weights were updated."""
 
 
-def learning_rate(step: int, config: TrainConfig) -> float:
+def learning_rate(step: int, config: TrainConfig, progress: Optional[float] = None) -> float:
     """The learning rate of optimizer step ``step`` (0-based): linear warm-up from lr / warmup_steps
-    to lr over the first ``warmup_steps`` steps, then constant."""
-    return config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+    to lr over the first ``warmup_steps`` steps, then constant, or (``lr_schedule="cosine"``)
+    lr * (1 + cos(pi * f)) / 2 with f the fraction of the post-warm-up budget done, reaching 0
+    at the last step. f counts steps when ``config.steps`` is set; for a budget in minutes only
+    the trainer passes ``progress``, the fraction of ``max_minutes`` used."""
+    warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
+    if config.lr_schedule == "constant" or step < config.warmup_steps:
+        return config.lr * warm
+    if config.steps is not None:
+        f = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    else:
+        f = progress if progress is not None else 0.0
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, f))))
 
 
 def batch_order(n: int, batch_size: int, seed: int, start_step: int = 0) -> Iterator[Tensor]:
@@ -64,13 +75,15 @@ def batch_order(n: int, batch_size: int, seed: int, start_step: int = 0) -> Iter
             step += 1
 
 
-def simple_loss_fn(model: torch.nn.Module, schedule: Schedule) -> LossFn:
+def simple_loss_fn(model: torch.nn.Module, schedule: Schedule, min_snr_gamma: Optional[float] = None) -> LossFn:
     """L_simple (Eq. 14) of ``model`` as a trainer loss: t ~ U{0..T-1} and eps ~ N(0, I) drawn on
-    the CPU from the trainer's generator (a seed gives the same run on every device)."""
+    the CPU from the trainer's generator (a seed gives the same run on every device), weighted
+    by min-SNR-gamma when ``min_snr_gamma`` is given (:func:`ddpm_lib.diffusion.simple_loss`)."""
     def loss(x0: Tensor, y: Optional[Tensor], generator: torch.Generator) -> Tensor:
         t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator)
         noise = torch.randn(x0.shape, generator=generator)
-        return simple_loss(model, schedule, x0, t=t.to(x0.device), noise=noise.to(x0.device), y=y)
+        return simple_loss(model, schedule, x0, t=t.to(x0.device), noise=noise.to(x0.device), y=y,
+                           min_snr_gamma=min_snr_gamma)
     return loss
 
 
@@ -103,6 +116,11 @@ class Trainer:
     model that draws its own random numbers (dropout) uses torch's global RNG: seed it with
     :func:`ddpm_lib.seed_everything`; checkpoints save and restore it too.
 
+    Trained on L_simple (no ``loss_fn``), the model and its EMA remember the diffusion
+    (``model.diffusion_config``, :func:`ddpm_lib.schedules.remember_diffusion`): a sampler given
+    another schedule refuses it. ``fit`` checks the images once at its start
+    (:func:`ddpm_lib.data.check_model_range`: floats in [-1, 1], no uint8, NaN or [0, 1] images).
+
     ``resume_hint`` is the sentence printed after an interruption saying how to continue (the
     command line sets it to its ``--resume`` command)."""
 
@@ -116,7 +134,9 @@ class Trainer:
         self.device = torch.device(device) if device is not None else get_device()
         self.model = model.to(self.device)
         self.schedule = make_schedule(self.diffusion).to(self.device)
-        self.loss_fn = loss_fn or simple_loss_fn(self.model, self.schedule)
+        if loss_fn is None:  # trained on L_simple of this schedule: the samplers check they get the same one
+            remember_diffusion(self.model, self.diffusion)
+        self.loss_fn = loss_fn or simple_loss_fn(self.model, self.schedule, self.config.min_snr_gamma)
         self.ema = EMA(self.model, self.config.ema_decay)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr,
                                            weight_decay=self.config.weight_decay)
@@ -194,7 +214,7 @@ class Trainer:
         x0 = x0.to(self.device)
         y = y.to(self.device) if y is not None else None
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.step, cfg)
+            group["lr"] = learning_rate(self.step, cfg, self._budget_used())
         self.model.train()
         loss = self.loss_fn(x0, y, self.generator)
         if not torch.isfinite(loss):
@@ -212,6 +232,12 @@ class Trainer:
         self.step += 1
         return loss.item()
 
+    def _budget_used(self) -> Optional[float]:
+        """The fraction of a minutes-only budget used so far (None when steps are the budget)."""
+        if self.config.steps is not None or not self.config.max_minutes:
+            return None
+        return self.elapsed_s / (self.config.max_minutes * 60)
+
     def fit(self, data: TensorDataset, *, progress: bool = True) -> List[float]:
         """Train on ``data`` (a ``TensorDataset(images, labels)`` as from
         :func:`ddpm_lib.data.load_mnist`) until ``steps`` or ``max_minutes``; returns the
@@ -222,11 +248,7 @@ class Trainer:
         if cfg.subset is not None and len(images) != cfg.subset:
             raise ValueError(f"this run trains on {cfg.subset} images (TrainConfig.subset, --subset) but was given "
                              f"{len(images)}; resume it with the same data, load_mnist(subset={cfg.subset})")
-        if images.is_floating_point() and not torch.isfinite(images).all():
-            raise ValueError("the training images contain NaN or inf; reload them with load_mnist()")
-        if images.is_floating_point() and images.numel() and (images.min() < -1.001 or images.max() > 1.001):
-            raise ValueError(f"images must be scaled to [-1, 1], got range [{images.min():.3g}, "
-                             f"{images.max():.3g}]; use load_mnist() or x / 127.5 - 1")
+        check_model_range(images, "the training images")  # once here: uint8, NaN, [0, 255], [0, 1] refused
         if cfg.steps is None and cfg.max_minutes is None:
             raise ValueError("set TrainConfig.steps or TrainConfig.max_minutes (or both)")
         self.interrupted = False

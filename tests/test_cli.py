@@ -3,6 +3,7 @@ checkpoint, and reports errors in one line with a non-zero exit."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -138,16 +139,25 @@ def test_evaluate_prints_one_json_line_of_metrics(tmp_path):
     assert r.returncode == 1 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
 
 
-def test_the_demo_trains_the_small_preset_for_three_minutes(monkeypatch):
+def test_the_demo_shows_the_shipped_model_then_trains_the_small_preset_and_scores_both(monkeypatch):
+    """``python -m ddpm_lib``: the shipped U-Net's samples first, then a 3-minute training run of
+    the small preset, then the evaluator's numbers for both checkpoints."""
     import ddpm_lib.__main__ as cli
-    from ddpm_lib import UNetConfig
+    from ddpm_lib import UNetConfig, pretrained_path
 
     seen = {}
-    monkeypatch.setattr(cli, "cmd_train", lambda args: seen.setdefault("args", args) and 0)
+    monkeypatch.setattr(cli, "cmd_sample", lambda args: seen.setdefault("sample", args) and 0)
+    monkeypatch.setattr(cli, "cmd_train", lambda args: seen.setdefault("train", args) and 0)
+    monkeypatch.setattr(cli, "demo_scores", lambda checkpoints, n: seen.setdefault("scores", (checkpoints, n)))
     assert cli.main([]) == 0
-    args = seen["args"]
-    assert args.minutes == 3 and args.model == "unet" and args.out == "runs/demo"
+    assert list(seen) == ["sample", "train", "scores"]  # in this order
+    assert Path(seen["sample"].checkpoint) == pretrained_path("unet_mnist") and seen["sample"].sampler == "ddim"
+    args = seen["train"]
+    assert args.minutes == 3 and args.model == "unet" and args.out == "runs/demo" and args.overwrite
     assert args.base_channels == UNetConfig.small().base_channels < UNetConfig().base_channels
+    checkpoints, n = seen["scores"]
+    assert [path for _, path in checkpoints] == [pretrained_path("unet_mnist"), Path("runs/demo/checkpoint.pt")]
+    assert n >= 100
 
 
 def test_every_cli_default_is_read_from_its_dataclass(monkeypatch):
@@ -398,3 +408,30 @@ def test_a_one_step_diffusion_trains_and_samples(tmp_path, capsys):
     argv = ["train", "--out", str(tmp_path), *TINY[:-4], "--T", "1", "--n-samples", "1", "--device", "cpu"]
     assert main(argv) == 0, capsys.readouterr().err
     assert "(ddim-1)" in capsys.readouterr().out and (tmp_path / "samples.png").exists()
+
+
+def test_export_and_classifier_replace_an_existing_file_only_with_overwrite(tmp_path, capsys, monkeypatch):
+    """Issue 16: `export CKPT OUT` wrote over OUT (the shipped weights too) and `classifier` over an
+    earlier judge at --out (default runs/classifier/<arch>.pt); both refuse before any work now."""
+    from ddpm_lib import load_model, pretrained_path
+    from ddpm_lib.__main__ import main
+
+    shipped = pretrained_path("unet_mnist")
+    before = shipped.read_bytes()
+    err = _one_line_error(capsys, 1, main(["export", str(shipped), str(shipped)]))
+    assert "exists already: replace it with --overwrite" in err and shipped.read_bytes() == before
+    out = tmp_path / "small.pt"
+    out.write_bytes(b"keep me")
+    err = _one_line_error(capsys, 1, main(["export", str(shipped), str(out), "--note", "x"]))
+    assert str(out) in err and out.read_bytes() == b"keep me"
+    assert main(["export", str(shipped), str(out), "--overwrite"]) == 0
+    assert load_model(out, device="cpu")[1].T == 1000
+
+    monkeypatch.chdir(tmp_path)
+    earlier = tmp_path / "runs" / "classifier" / "mlp.pt"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"an earlier judge")
+    for argv in (["classifier", "--arch", "mlp"], ["classifier", "--out", str(earlier), "--replace-shipped"]):
+        err = _one_line_error(capsys, 1, main([*argv, "--epochs", "1", "--device", "cpu"]))
+        assert f"{earlier if argv[1] == '--out' else 'runs/classifier/mlp.pt'} exists already" in err
+        assert "--overwrite" in err and earlier.read_bytes() == b"an earlier judge"

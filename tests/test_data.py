@@ -107,3 +107,16 @@ def test_corrupt_unpacked_file_without_gz_is_named(raw_copy):
     (raw / "t10k-labels-idx1-ubyte").write_bytes(b"garbage")
     with pytest.raises(MNISTDataError, match=r"t10k-labels-idx1-ubyte is corrupt \(size 7"):
         prepare_mnist(raw_copy)
+
+
+def test_processes_unpacking_at_once_do_not_collide(raw_copy):
+    """Several processes using a fresh checkout at the same time (parallel benchmarks) each
+    unpack into their own temporary file; all succeed and the files verify."""
+    import subprocess
+    import sys
+    code = f"from ddpm_lib import prepare_mnist; prepare_mnist({str(raw_copy)!r})"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    raw = prepare_mnist(raw_copy)
+    assert not list(raw.glob("*.tmp")) and len(list(raw.glob("*-ubyte"))) == 4

@@ -127,3 +127,32 @@ def test_bad_timesteps_give_clear_errors(linear_schedule):
         q_sample(linear_schedule, x0, torch.tensor([0, 1]))
     with pytest.raises(TypeError, match="integer steps"):
         check_timesteps(torch.tensor([0.5] * 4), 4, 1000, x0.device)
+
+
+def test_bool_t_pixels_and_nan_are_refused_naming_the_fix(linear_schedule):
+    """Issue 16: q_sample and simple_loss took a bool t as steps 0/1, uint8 pixels (every
+    coefficient cast to uint8: x_t all zeros), [0, 255] floats and NaN, without a word. The
+    values are read in one device-to-host transfer with t's range (q_sample runs every step)."""
+    from ddpm_lib.data import to_model_range
+
+    model = lambda x, t: 0.5 * x  # noqa: E731
+    x0 = torch.zeros(4, 1, 28, 28)
+    with pytest.raises(TypeError, match="got a bool"):
+        q_sample(linear_schedule, x0, True)
+    with pytest.raises(TypeError, match="got a bool"):
+        q_sample(linear_schedule, x0, torch.tensor([True, False, True, False]))
+    with pytest.raises(TypeError, match="got a bool"):
+        simple_loss(model, linear_schedule, x0, t=torch.ones(4, dtype=torch.bool))
+    pixels = torch.randint(0, 256, (4, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+    pixels[0, 0, 0, :2] = torch.tensor([0, 255])
+    for forward in (lambda x: q_sample(linear_schedule, x, 10), lambda x: simple_loss(model, linear_schedule, x)):
+        with pytest.raises(TypeError, match=r"float tensor.*uint8.*to_model_range"):
+            forward(pixels.to(torch.uint8))
+        with pytest.raises(ValueError, match=r"\[-1, 1\], got values in \[0, 255\].*to_model_range"):
+            forward(pixels.float())
+        with pytest.raises(ValueError, match="NaN or inf"):
+            forward(torch.full_like(x0, float("nan")))
+        assert forward(to_model_range(pixels.to(torch.uint8))).isfinite().all()  # the fix named works
+    scaled = to_model_range(pixels.float(), max_value=255)
+    assert scaled.min() == -1 and scaled.max() == 1 and torch.equal(scaled, to_model_range(pixels.to(torch.uint8)))
+    assert q_sample(linear_schedule, torch.randn(20_000, 4), 5).isfinite().all()  # unit-Gaussian data pass

@@ -213,6 +213,32 @@ def test_bad_sampler_requests_give_clear_errors(linear_schedule):
         ddim_sample(DummyConditional(), linear_schedule, 3, steps=5, y=torch.tensor([0, 11, 3]), progress=False)
 
 
+def test_a_sampler_refuses_a_schedule_other_than_the_one_the_model_was_trained_with():
+    """Issue 16: a model that remembers its DiffusionConfig (load_model and Trainer set it) is sampled
+    only with that schedule: another T, kind or prediction type gave wrong images without a word.
+    reverse_loop checks once per call; a model built by hand remembers nothing and takes any."""
+    from ddpm_lib import DiffusionConfig, load_model, pretrained_path
+    from ddpm_lib.schedules import remember_diffusion
+
+    model = remember_diffusion(DummyEps(), DiffusionConfig(T=50))
+    for other, named in ((make_schedule(T=1000), "T=1000, linear"), (make_schedule(T=50, schedule="cosine"),
+                         "T=50, cosine"), (make_schedule(T=50, prediction="x0"), "predicting x0"),
+                         (make_schedule(T=50, beta_end=0.05), r"beta 0.0001 -> 0.05")):
+        for sample in (lambda s: ddim_sample(model, s, 1, steps=5, progress=False),
+                       lambda s: ddpm_sample(model, s, 1, progress=False)):
+            with pytest.raises(ValueError, match=r"trained with T=50, linear schedule \(beta 0.0001 -> 0.02\), "
+                                                 rf"predicting eps, but the sampler was given .*{named}.*"
+                                                 r"make_schedule\(model.diffusion_config\)"):
+                sample(other)
+    same = make_schedule(DiffusionConfig(T=50))
+    assert torch.equal(ddim_sample(model, same, 1, steps=5, seed=0, progress=False),
+                       ddim_sample(DummyEps(), same, 1, steps=5, seed=0, progress=False))
+    shipped, schedule = load_model(pretrained_path("unet_mnist"), device="cpu")
+    with pytest.raises(ValueError, match=r"trained with T=1000, linear.*given T=1000, cosine"):
+        ddim_sample(shipped, make_schedule(schedule="cosine"), 1, steps=1, progress=False)
+    assert ddim_sample(shipped, schedule, 1, steps=1, seed=0, progress=False).shape == (1, 1, 28, 28)
+
+
 class DummyConditional(torch.nn.Module):
     """eps depends on the label; label 10 is the null label."""
 

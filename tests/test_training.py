@@ -10,6 +10,7 @@ from torch.utils.data import TensorDataset
 
 from ddpm_lib import (EMA, CheckpointError, export_pretrained, DiffusionConfig, NonFiniteLossError, TrainConfig, Trainer, UNet,
                       UNetConfig, load_checkpoint, load_mnist, load_model, save_checkpoint)
+from ddpm_lib.data import to_model_range
 
 DIFF = DiffusionConfig(T=200)
 
@@ -200,6 +201,39 @@ def test_images_outside_minus_one_one_are_refused(tiny_unet_config):
         trainer.fit(TensorDataset(pixels, torch.zeros(64, dtype=torch.long)), progress=False)
 
 
+_PIXELS = torch.randint(0, 256, (64, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("images,match,fixed", [
+    (_PIXELS.to(torch.uint8), "torch.uint8 pixels", lambda x: to_model_range(x)),  # trained on all-zero x_t
+    (_PIXELS.float(), r"\[0, 255\].*max_value=255", lambda x: to_model_range(x, max_value=255)),
+    (_PIXELS.float() / 255, r"no value below 0, like images in \[0, 1\]", lambda x: to_model_range(x)),
+], ids=["uint8", "0..255-floats", "0..1-floats"])
+def test_images_not_in_model_space_are_refused_naming_the_fix(tiny_unet_config, images, match, fixed):
+    """Issue 16: Trainer.fit refuses (once, at its start) images that are not floats in [-1, 1], naming
+    ddpm_lib.data.to_model_range; the call it names makes them trainable."""
+    labels = torch.zeros(64, dtype=torch.long)
+    trainer = _trainer(tiny_unet_config, steps=1, batch_size=16)
+    with pytest.raises(ValueError, match=match) as refused:
+        trainer.fit(TensorDataset(images, labels), progress=False)
+    assert "ddpm_lib.data.to_model_range" in str(refused.value) and trainer.step == 0
+    assert len(trainer.fit(TensorDataset(fixed(images), labels), progress=False)) == 1
+
+
+def test_trained_and_loaded_models_remember_their_diffusion(tiny_unet_config, tmp_path):
+    """What the samplers check a schedule against (test_samplers): set by Trainer (model and EMA) and
+    load_model, a plain attribute; a trainer with its own loss function cannot know it and sets nothing."""
+    diffusion = DiffusionConfig(T=20, schedule="cosine", prediction="v")
+    trainer = Trainer(UNet(tiny_unet_config), diffusion, TrainConfig.quick(steps=0), out_dir=tmp_path, device="cpu")
+    assert trainer.model.diffusion_config == diffusion == trainer.ema.model.diffusion_config
+    assert "diffusion_config" not in trainer.model.state_dict()
+    model, _ = load_model(trainer.save(), device="cpu")
+    assert model.diffusion_config == diffusion
+    custom = torch.nn.Linear(2, 2)
+    Trainer(custom, diffusion, TrainConfig.quick(), loss_fn=lambda x0, y, g: x0.mean(), device="cpu")
+    assert not hasattr(custom, "diffusion_config")
+
+
 def test_learning_rate_warms_up_linearly_then_stays():
     from ddpm_lib import learning_rate
 
@@ -356,3 +390,50 @@ def test_a_run_is_resumed_only_with_its_own_data(tiny_unet_config, digits, tmp_p
     fewer = TensorDataset(*(t[:256] for t in digits.tensors))
     with pytest.raises(ValueError, match=f"trains on {len(digits)} images .* was given 256"):
         resumed.fit(fewer, progress=False)
+
+
+def test_cosine_learning_rate_decays_to_zero_over_the_budget():
+    from ddpm_lib import learning_rate
+    cfg = TrainConfig(steps=1200, warmup_steps=200, lr=1e-3, lr_schedule="cosine")
+    assert learning_rate(0, cfg) == pytest.approx(1e-3 / 200)  # the same warm-up
+    assert learning_rate(200, cfg) == pytest.approx(1e-3)
+    assert learning_rate(700, cfg) == pytest.approx(0.5e-3)  # half-way through the decay
+    assert learning_rate(1200, cfg) == pytest.approx(0.0, abs=1e-12)
+    rates = [learning_rate(s, cfg) for s in range(200, 1201)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    by_time = TrainConfig(steps=None, max_minutes=10, warmup_steps=0, lr=1e-3, lr_schedule="cosine")
+    assert learning_rate(50, by_time, progress=0.5) == pytest.approx(0.5e-3)
+    assert learning_rate(50, by_time, progress=1.0) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")
+
+
+@pytest.mark.parametrize("gamma", [1.0, 5.0])
+def test_min_snr_weighting_counts_the_same_x0_error_for_every_prediction_type(gamma):
+    """Min-SNR-gamma (Hang et al. 2023): whatever the network predicts, the weighted loss is
+    min(SNR, gamma) * ||x0 - x0_hat||^2 for the same underlying prediction."""
+    from ddpm_lib import DiffusionConfig, make_schedule, predict_v, predict_x0_from_eps, q_sample, simple_loss
+    torch.manual_seed(0)
+    x0, noise = torch.rand(6, 1, 28, 28) * 2 - 1, torch.randn(6, 1, 28, 28)
+    t = torch.tensor([0, 3, 50, 300, 700, 999])
+    eps_hat = noise + 0.3 * torch.randn_like(noise)  # one imperfect prediction, seen three ways
+    base = make_schedule(DiffusionConfig())
+    xt = q_sample(base, x0, t, noise)
+    x0_hat = predict_x0_from_eps(base, xt, t, eps_hat)
+    outputs = {"eps": eps_hat, "x0": x0_hat, "v": predict_v(base, x0_hat, t, eps_hat)}
+    want = base.snr(t).clamp(max=gamma) * (x0 - x0_hat).pow(2).flatten(1).mean(1)
+    for pred, out in outputs.items():
+        schedule = make_schedule(DiffusionConfig(prediction=pred))
+        got = simple_loss(lambda x, tt: out, schedule, x0, t=t, noise=noise, reduction="none",
+                          min_snr_gamma=gamma)
+        torch.testing.assert_close(got, want, rtol=2e-3, atol=1e-6, msg=pred)
+    unweighted = simple_loss(lambda x, tt: eps_hat, base, x0, t=t, noise=noise, reduction="none")
+    torch.testing.assert_close(unweighted, (eps_hat - noise).pow(2).flatten(1).mean(1))
+
+
+def test_checkpoints_from_before_the_recipe_options_resume_unweighted_and_constant(tmp_path):
+    from ddpm_lib.checkpoints import config_from_state
+    state = {"train_config": {"steps": 10, "lr": 1e-3}}  # written before lr_schedule / min_snr_gamma existed
+    cfg = config_from_state(state, "train_config")
+    assert cfg.min_snr_gamma is None and cfg.lr_schedule == "constant"
+    assert TrainConfig().min_snr_gamma == 5.0  # new runs get the measured default
