@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from dataclasses import asdict, replace
@@ -31,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ddpm_lib import (DiffusionConfig, MLPConfig, TrainConfig, Trainer, UNetConfig, build_model,  # noqa: E402
                       count_parameters, ddim_sample, ddpm_sample, get_device, load_mnist, load_model,
                       pretrained_path, prediction_target, q_sample)
-from ddpm_lib import training  # noqa: E402
 from ddpm_lib.metrics import SampleEvaluator  # noqa: E402
 from ddpm_lib.metrics.diagnostics import loss_per_t  # noqa: E402
 from ddpm_lib.schedules import Schedule  # noqa: E402
@@ -42,11 +40,12 @@ DEFAULT_20MIN_STEPS = 825  # the default U-Net's
 
 
 # --------------------------------------------------------------------------- recipe pieces
-# loss weightings as x0-space weights w(SNR): the loss is w(SNR) ||x0 - x0_hat||^2, written on the
-# network's own target (||eps - eps_hat||^2 = SNR ||x0 - x0_hat||^2, ||v - v_hat||^2 = (SNR + 1) ||...||^2)
+# a loss weighting the library does not hold, as an x0-space weight w(SNR): the loss is
+# w(SNR) ||x0 - x0_hat||^2, written on the network's own target (||eps - eps_hat||^2 =
+# SNR ||x0 - x0_hat||^2, ||v - v_hat||^2 = (SNR + 1) ||x0 - x0_hat||^2); min-SNR-gamma is
+# TrainConfig.min_snr_gamma
 WEIGHTS: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "snr1_cap20": lambda snr: (snr + 1).clamp(max=20.0),  # v-loss (SNR + 1), capped at small t
-    "min_snr5": lambda snr: snr.clamp(max=5.0),  # min-SNR-gamma, gamma = 5 (Hang et al. 2023)
 }
 TARGET_SPACE = {"eps": lambda snr: 1 / snr, "x0": lambda snr: torch.ones_like(snr), "v": lambda snr: 1 / (snr + 1)}
 
@@ -54,7 +53,7 @@ TARGET_SPACE = {"eps": lambda snr: 1 / snr, "x0": lambda snr: torch.ones_like(sn
 def weighted_loss_fn(model: torch.nn.Module, schedule: Schedule, weight: str):
     """MSE on the prediction type's own target, each sample weighted so that the loss is
     WEIGHTS[weight](SNR) times the x0 error."""
-    snr_all = schedule.alpha_bars / (1 - schedule.alpha_bars)
+    snr_all = schedule.snr()
     w_x0, to_target = WEIGHTS[weight], TARGET_SPACE[schedule.prediction]
 
     def loss(x0, y, generator):
@@ -68,33 +67,22 @@ def weighted_loss_fn(model: torch.nn.Module, schedule: Schedule, weight: str):
     return loss
 
 
-def cosine_learning_rate(step: int, config: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 0 at config.steps."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    frac = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
-    return config.lr * 0.5 * (1 + math.cos(math.pi * frac))
-
-
 def train(model_config, steps: int, *, prediction: str = "eps", weight: Optional[str] = None,
           lr_schedule: str = "constant", ema_decay: float = TrainConfig.ema_decay, data, device) -> dict:
-    """Train one model for ``steps`` optimizer steps (seed 0); returns its EMA model, schedule and facts."""
+    """Train one model for ``steps`` optimizer steps (seed 0) with the recipe given (``weight``:
+    "min_snr5" is TrainConfig's min-SNR-5, others come from WEIGHTS; None: unweighted); returns its
+    EMA model, schedule and facts."""
     torch.manual_seed(0)
     model = build_model(model_config)
-    config = TrainConfig(steps=steps, seed=0, checkpoint_every=0, ema_decay=ema_decay,
+    config = TrainConfig(steps=steps, seed=0, checkpoint_every=0, ema_decay=ema_decay, lr_schedule=lr_schedule,
+                         min_snr_gamma=5.0 if weight == "min_snr5" else None,
                          warmup_steps=min(TrainConfig.warmup_steps, steps // 5))
     trainer = Trainer(model, DiffusionConfig(prediction=prediction), config, device=device)
-    if weight is not None:
+    if weight is not None and weight != "min_snr5":
         trainer.loss_fn = weighted_loss_fn(trainer.model, trainer.schedule, weight)
-    original = training.learning_rate
-    if lr_schedule == "cosine":
-        training.learning_rate = cosine_learning_rate
-    try:
-        t0 = time.time()
-        trainer.fit(data, progress=False)
-        train_s = time.time() - t0
-    finally:
-        training.learning_rate = original
+    t0 = time.time()
+    trainer.fit(data, progress=False)
+    train_s = time.time() - t0
     return {"model": trainer.ema.model, "schedule": trainer.schedule, "trainer": trainer,
             "facts": {"steps": steps, "params": count_parameters(model), "prediction": prediction, "weight": weight,
                       "lr_schedule": lr_schedule, "ema_decay": ema_decay, "train_s": round(train_s, 1),
