@@ -23,7 +23,7 @@ from .data import MNISTDataError, load_mnist, pretrained_path
 from .metrics.classifier import ARCHS, DEFAULT_EPOCHS, MIN_ACCURACY, ClassifierConfig
 from .models import build_model, config_to_dict, count_parameters
 from .plotting import save_grid
-from .samplers import sample
+from .samplers import default_guidance, sample
 from .schedules import PREDICTIONS
 from .training import NonFiniteLossError, Trainer
 
@@ -80,8 +80,8 @@ def channels(text: str) -> int:
 
 
 def _sample(model, schedule, n: int, sampler: str, steps: int, seed: int,
-            digit: Optional[int] = None, guidance: float = 0.0, eta: float = SamplerConfig.eta):
-    """Draw n samples; returns (images, requested labels or None, seconds)."""
+            digit: Optional[int] = None, guidance: Optional[float] = None, eta: float = SamplerConfig.eta):
+    """Draw n samples; returns (images, requested labels or None, guidance weight used, seconds)."""
     t0 = time.perf_counter()
     if n < 1:
         raise ValueError(f"--n must be at least 1, got {n}")
@@ -91,18 +91,20 @@ def _sample(model, schedule, n: int, sampler: str, steps: int, seed: int,
         y = torch.arange(n) % 10  # a conditional model without --digit: every digit in turn
     else:
         y = None if digit is None else torch.full((n,), digit)
-    x = sample(model, schedule, n, sampler=sampler, steps=steps, eta=eta, seed=seed, y=y, guidance=guidance)
-    return x.cpu(), y, time.perf_counter() - t0
+    w = default_guidance(y) if guidance is None else guidance
+    x = sample(model, schedule, n, sampler=sampler, steps=steps, eta=eta, seed=seed, y=y, guidance=w)
+    return x.cpu(), y, w, time.perf_counter() - t0
 
 
 def _sample_and_save(model, schedule, out: Path, n: int, sampler: str, steps: int, seed: int,
-                     digit: Optional[int] = None, guidance: float = 0.0, eta: float = SamplerConfig.eta) -> Path:
-    x, _, seconds = _sample(model, schedule, n, sampler, steps, seed, digit, guidance, eta)
+                     digit: Optional[int] = None, guidance: Optional[float] = None,
+                     eta: float = SamplerConfig.eta) -> Path:
+    x, _, w, seconds = _sample(model, schedule, n, sampler, steps, seed, digit, guidance, eta)
     out.mkdir(parents=True, exist_ok=True)
     replace_atomically(out / "samples.png", lambda tmp: save_grid(x, str(tmp), nrow=max(1, int(n ** 0.5))))
     replace_atomically(out / "samples.pt", lambda tmp: torch.save(x, tmp))
-    print(f"sampled {n} images ({sampler}{'' if sampler == 'ddpm' else f'-{steps}'}) in "
-          f"{seconds:.1f}s -> {out / 'samples.png'}")
+    print(f"sampled {n} images ({sampler}{'' if sampler == 'ddpm' else f'-{steps}'}"
+          f"{f', guidance w = {w}' if w else ''}) in {seconds:.1f}s -> {out / 'samples.png'}")
     return out / "samples.png"
 
 
@@ -258,7 +260,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     judges = {"classifier": load_classifier(args.classifier, device=device),
               "second": load_classifier(args.second_classifier or default_classifier_path("mlp"), device=device)}
     evaluator = SampleEvaluator(judges["classifier"], second=judges["second"])
-    x, y, seconds = _sample(model, schedule, args.n, args.sampler, args.steps, args.seed,
+    x, y, w, seconds = _sample(model, schedule, args.n, args.sampler, args.steps, args.seed,
                             args.digit, args.guidance, args.eta)
     report = evaluator.evaluate(x, digits=y)
     test = load_mnist(train=False).tensors[0]
@@ -266,7 +268,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = {"checkpoint": str(args.checkpoint), "sampler": args.sampler,
               "steps": schedule.T if args.sampler == "ddpm" else args.steps,
               **({} if args.sampler == "ddpm" else {"eta": args.eta}),
-              "guidance": args.guidance, "digit": args.digit, "sampling_s": round(seconds, 2),
+              "guidance": w, "digit": args.digit, "sampling_s": round(seconds, 2),
               **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in report.as_dict().items()},
               "memorisation_ratio": round(memo.ratio, 4), "copy_share": round(memo.copy_share, 4),
               **{f"{name}_used": {"path": j.path, "kind": j.arch, "test_accuracy": round(j.test_accuracy, 4)}
@@ -336,8 +338,9 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eta", type=non_negative_float, default=d.eta,
                    help="DDIM noise: 0 deterministic, 1 as much as DDPM (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--guidance", type=non_negative_float, default=d.guidance,
-                   help="classifier-free guidance weight w (default: %(default)s)")
+    p.add_argument("--guidance", type=non_negative_float, default=None,
+                   help=f"classifier-free guidance weight w (default: {d.guidance} for a class-conditional "
+                        f"model, 0 without labels)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -451,8 +454,8 @@ def _given(parser: argparse.ArgumentParser, command: Optional[str], argv: List[s
 
 
 DEMO_OUT, DEMO_MINUTES, DEMO_EVAL_N = Path("runs/demo"), 3, 300
-# the demo's recipe: in 3 minutes on 2 CPU cores the x0-predicting MLP (4860 steps) has 67% of 300
-# samples read as digits (MNIST-FID 20.1), the small U-Net (217 steps) 7% (84.1) (benchmarks/RESULTS.md)
+# the demo's recipe: in 3 minutes on 2 CPU cores the x0-predicting MLP draws far more legible
+# digits than either U-Net (benchmarks/RESULTS.md, "The training recipe at the 20-minute budget")
 DEMO_RECIPE = ["--model", "mlp", "--prediction", "x0", "--lr-schedule", "cosine", "--min-snr-gamma", "0"]
 
 

@@ -68,8 +68,7 @@ class MLPConfig:
 
     image_size: int = 28
     in_channels: int = 1
-    # at equal CPU time (10 minutes on 2 cores) hidden 512 for 12,000 steps beats 1024 for 4,000
-    # and 2048 for 1,333 (MNIST-FID 15.8 / 28.0 / 40.5 as x0-predictors, benchmarks/studies/mlp.json)
+    # the best width at equal CPU time (benchmarks/RESULTS.md, "The MLP: predict x0, at width 512")
     hidden: int = 512
     num_blocks: int = 3
     time_emb_dim: int = 128
@@ -87,12 +86,11 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     # after warm-up: "constant", or "cosine" decay to 0 at the end of the budget (steps, else
-    # max_minutes); benchmarks/studies/: cosine takes the MLP from MNIST-FID 28.0 to 19.6 at
-    # 4000 steps and leaves the 20-minute U-Net where it was (5.00 vs 4.90)
+    # max_minutes); it helps the MLP, not the U-Net (benchmarks/RESULTS.md, "Studies that set the defaults")
     lr_schedule: str = "constant"
     # min-SNR-gamma loss weighting (Hang et al. 2023): each t's loss weighted as if the x0 error
-    # counted min(SNR(t), gamma); None = unweighted L_simple. gamma = 5 takes the 20-minute
-    # small U-Net from MNIST-FID 4.90 to 3.66 (benchmarks/studies/recipe.json)
+    # counted min(SNR(t), gamma); None = unweighted L_simple. gamma = 5 is the measured best
+    # change to the recipe (benchmarks/RESULTS.md, "The training recipe at the 20-minute budget")
     min_snr_gamma: Optional[float] = 5.0
     weight_decay: float = 0.0
     warmup_steps: int = 200  # linear learning-rate warm-up
@@ -146,14 +144,15 @@ class SamplerConfig:
     DDPM (Algorithm 2, all T steps); classifier-free ``guidance`` weight w for class-conditional
     models."""
 
-    # the defaults are the best measured at about 20 network calls (benchmarks/studies/samplers.json,
-    # n = 1000): on the shipped U-Net DDIM-20 with eta = 1 scores MNIST-FID 3.34 (seed 1: 2.76)
-    # against 4.96 with eta = 0, 4.72 for DPM-Solver++ and 2.54 for DDPM-1000; on a 20-minute
-    # U-Net 4.90 against 10.4 for DPM-Solver++
+    # the defaults are the best measured at about 20 network calls, on the shipped U-Net and on a
+    # 20-minute one (benchmarks/RESULTS.md, "The default sampler", "New shipped weights")
     sampler: str = "ddim"  # "ddim", "dpm++" (DPM-Solver++(2M), deterministic) or "ddpm"
     steps: int = 20  # DDIM and DPM-Solver++ steps (DDPM always takes T)
     eta: float = 1.0  # DDIM only: 0 deterministic, 1 as much noise as DDPM
-    guidance: float = 0.0
+    # classifier-free guidance weight w, used only when labels are asked for: the smallest w at
+    # which the shipped class-conditional U-Net draws the requested digit at least 98% of the time
+    # and 95% for every digit (benchmarks/RESULTS.md, "New shipped weights")
+    guidance: float = 0.5
     seed: int = 0
 
 

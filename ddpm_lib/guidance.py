@@ -39,8 +39,8 @@ def guided_eps(model: torch.nn.Module, y: Tensor, w: float, joint: Optional[bool
     if null is None:
         raise ValueError("labels/guidance need a class-conditional model: build it with "
                          "UNetConfig(num_classes=10) and train it with labels")
-    if w < 0:
-        raise ValueError(f"guidance weight w must be >= 0, got {w}")
+    if not 0 <= w < float("inf"):  # also refuses NaN, which would turn every image into NaN
+        raise ValueError(f"guidance weight w must be a finite number >= 0, got {w}")
 
     def eps(x: Tensor, t: Tensor) -> Tensor:
         if w == 0:

@@ -85,8 +85,8 @@ def ddim_step(schedule: Schedule, eps: Tensor, xt: Tensor, t: int, t_prev: int, 
     deterministic; eta = 1 with every step is DDPM with sigma^2 = beta_tilde. With
     ``clip_x0`` the predicted x_0 is clipped to [-1, 1] and eps re-derived from it.
     """
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
+    if not 0 <= eta < float("inf"):  # NaN too: it would turn every image into NaN
+        raise ValueError(f"eta must be a finite number >= 0, got {eta}")
     if not (0 <= t < schedule.T and -1 <= t_prev < t):
         raise ValueError(f"need 0 <= t < T={schedule.T} and -1 <= t_prev < t, got t={t}, t_prev={t_prev}")
     tt = torch.full((xt.shape[0],), t, dtype=torch.long, device=xt.device)
@@ -191,6 +191,9 @@ def reverse_loop(model: torch.nn.Module, schedule: Schedule, n: int, path: Seque
             out = predict(x, tt)  # the network's (guided) output: eps, x0 or v
             eps = out if schedule.prediction == "eps" else eps_and_x0(schedule, x, tt, out)[0]
             x = step(eps, x, t, t_prev, noise)
+    if not torch.isfinite(x).all():  # once per call: NaN images are never what was asked for
+        raise ValueError("sampling gave NaN or inf images: the model's weights or outputs are not finite "
+                         "(a diverged training run?); sample an earlier checkpoint or the shipped weights")
     return SampleTrajectory(x, trajectory) if trajectory_at is not None else x
 
 
@@ -230,8 +233,8 @@ def ddim_sample(model: torch.nn.Module, schedule: Schedule, n: int, *, steps: in
 
     ``eta`` is 0 unless given: deterministic DDIM as the paper defines it. :func:`sample`, the
     project's default way to sample, uses eta = 1 (:class:`SamplerConfig`, measured better)."""
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
+    if not 0 <= eta < float("inf"):  # NaN too: it would turn every image into NaN
+        raise ValueError(f"eta must be a finite number >= 0, got {eta}")
     schedule = schedule.to(model_device(model))
     path = list(timesteps) if timesteps is not None else ddim_timesteps(schedule.T, steps)
 
@@ -325,12 +328,21 @@ def dpm_solver_sample(model: torch.nn.Module, schedule: Schedule, n: int, *, ste
                         x_T=x_T, trajectory_at=trajectory_at, progress=progress, desc="DPM-Solver++ sampling")
 
 
+def default_guidance(y: Optional[Tensor]) -> float:
+    """The guidance weight w used when none is given: ``SamplerConfig.guidance`` (the measured
+    choice for the shipped class-conditional U-Net) when labels ``y`` are asked for, else 0."""
+    return SamplerConfig.guidance if y is not None else 0.0
+
+
 def sample(model: torch.nn.Module, schedule: Schedule, n: int, *, sampler: str = SamplerConfig.sampler,
            steps: int = SamplerConfig.steps, eta: float = SamplerConfig.eta, seed: Optional[int] = SamplerConfig.seed,
-           y: Optional[Tensor] = None, guidance: float = SamplerConfig.guidance, progress: bool = True) -> Tensor:
+           y: Optional[Tensor] = None, guidance: Optional[float] = None, progress: bool = True) -> Tensor:
     """n images from ``model`` with the project's default sampler (:class:`SamplerConfig`: the
     best measured at about 20 network calls), or the one named: ``"ddim"`` (``steps``, ``eta``),
-    ``"dpm++"`` (``steps``) or ``"ddpm"`` (all T steps). The command line samples through this."""
+    ``"dpm++"`` (``steps``) or ``"ddpm"`` (all T steps). The command line samples through this.
+    ``guidance=None`` is :func:`default_guidance`: ``SamplerConfig.guidance`` when labels ``y``
+    are given, 0 for an unconditional draw."""
+    guidance = default_guidance(y) if guidance is None else guidance
     if sampler == "ddpm":
         return ddpm_sample(model, schedule, n, seed=seed, y=y, guidance=guidance, progress=progress)
     if sampler == "ddim":

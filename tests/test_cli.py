@@ -111,6 +111,11 @@ def test_conditional_model_samples_a_chosen_digit(tmp_path):
     r = run("sample", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(out), "--n", "2",
             "--steps", "3", "--digit", "7", "--guidance", "2")
     assert r.returncode == 0, r.stderr
+    assert "guidance w = 2.0" in r.stdout
+    r = run("sample", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(out), "--n", "2",
+            "--steps", "3", "--digit", "7")  # no --guidance: the measured default for a conditional model
+    from ddpm_lib import SamplerConfig
+    assert r.returncode == 0 and f"guidance w = {SamplerConfig.guidance}" in r.stdout, r.stderr
     r = run("sample", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(out), "--digit", "12")
     assert r.returncode == 2 and "argument --digit: must be a digit 0..9, got 12" in r.stderr  # refused at parse time
 
@@ -177,7 +182,8 @@ def test_every_cli_default_is_read_from_its_dataclass(monkeypatch):
               "evaluate": (SamplerConfig, EvalConfig), "classifier": (ClassifierConfig,)}
     dest_of = {"max_minutes": "minutes"}
     # train --steps stays None on the command line: "TrainConfig().steps unless --minutes is given"
-    skip = {("train", "steps"), ("classifier", "epochs")}
+    # --guidance stays None: SamplerConfig.guidance for a class-conditional model, 0 without labels
+    skip = {("train", "steps"), ("classifier", "epochs"), ("sample", "guidance"), ("evaluate", "guidance")}
     checked = 0
     for command, classes in owners.items():
         args = parsed(command)

@@ -203,8 +203,22 @@ def test_bad_sampler_requests_give_clear_errors(linear_schedule):
         ddpm_sample(model, linear_schedule, 1, variance="learned", progress=False)
     with pytest.raises(ValueError, match="n must be >= 1"):
         ddpm_sample(model, linear_schedule, 0, progress=False)
-    with pytest.raises(ValueError, match="eta must be >= 0"):
-        ddim_sample(model, linear_schedule, 1, steps=5, eta=-1, progress=False)
+    for eta in (-1, float("nan"), float("inf")):  # NaN used to return NaN images without a word
+        with pytest.raises(ValueError, match="eta must be a finite number >= 0"):
+            ddim_sample(model, linear_schedule, 1, steps=5, eta=eta, progress=False)
+    for w in (-1, float("nan")):
+        with pytest.raises(ValueError, match="guidance weight w must be a finite number >= 0"):
+            ddim_sample(DummyConditional(), linear_schedule, 1, steps=5, y=torch.tensor([3]), guidance=w,
+                        progress=False)
+
+    class NaNWeights(DummyEps):  # a diverged model: its output is NaN
+        def forward(self, x, t, y=None):
+            return torch.full_like(x, float("nan"))
+
+    for draw in (lambda: ddim_sample(NaNWeights(), linear_schedule, 1, steps=5, progress=False),
+                 lambda: ddpm_sample(NaNWeights(), make_schedule(T=20), 1, progress=False)):
+        with pytest.raises(ValueError, match="sampling gave NaN or inf images"):
+            draw()
     with pytest.raises(ValueError, match="strictly decreasing"):
         ddim_sample(model, linear_schedule, 1, timesteps=[10, 20, 0], progress=False)
     with pytest.raises(ValueError, match="NaN"):
@@ -346,3 +360,28 @@ def test_label_dropout_replaces_labels_with_the_null_label_at_rate_p():
     assert torch.equal(a[~dropped], y[~dropped])  # the rest keep their label
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         drop_labels(y, 10, 1.5)
+
+
+def test_default_guidance_applies_to_labelled_draws_only(linear_schedule):
+    """sample() without guidance= uses SamplerConfig.guidance when digits are asked for (the
+    measured choice) and plain unconditional sampling otherwise; an explicit w still wins."""
+    from ddpm_lib import SamplerConfig, UNet, UNetConfig, sample
+
+    assert SamplerConfig.guidance > 0
+    torch.manual_seed(0)
+    cond = UNet(UNetConfig(base_channels=8, num_classes=10)).eval()
+    with torch.no_grad():  # zero-initialised layers would make every label predict the same
+        for p in cond.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    small = make_schedule(T=50)
+    y = torch.tensor([3, 7])
+    kw = dict(steps=4, seed=1, progress=False)
+    default = sample(cond, small, 2, y=y, **kw)
+    assert torch.equal(default, sample(cond, small, 2, y=y, guidance=SamplerConfig.guidance, **kw))
+    assert not torch.equal(default, sample(cond, small, 2, y=y, guidance=0.0, **kw))
+    # without labels a conditional model draws from its null label, unguided
+    assert torch.equal(sample(cond, small, 2, **kw), sample(cond, small, 2, guidance=0.0, **kw))
+    plain = DummyEps()
+    assert sample(plain, linear_schedule, 2, **kw).shape == (2, 1, 28, 28)  # no labels: no guidance asked
+    with pytest.raises(ValueError, match="guidance needs labels"):
+        sample(plain, linear_schedule, 2, guidance=1.0, **kw)
