@@ -20,6 +20,7 @@ from .config import SAMPLERS, SamplerConfig
 from .diffusion import eps_and_x0, gather, predict_eps_from_x0, predict_x0_from_eps
 from .guidance import eps_function, guided_eps  # noqa: F401  (guided_eps is part of this module's API)
 from .models import eval_mode, model_device
+from .models.checks import check_labels
 from .schedules import Schedule, check_model_schedule, check_variance, reverse_variance
 
 Tensor = torch.Tensor
@@ -155,6 +156,19 @@ def _check_trajectory(trajectory_at: Optional[Iterable[int]], path: Sequence[int
 StepFn = Callable[[Tensor, Tensor, int, int, Optional[Tensor]], Tensor]
 
 
+def _chunked(model: torch.nn.Module, y: Optional[Tensor], guidance: float, n: int, device: torch.device,
+             chunk: int) -> Callable[[Tensor, Tensor], Tensor]:
+    """eps_function for n samples that calls the network on at most ``chunk`` of them at a time;
+    only the network calls are split, so the noise and the images are those of one batch."""
+    predict = eps_function(model, y, guidance, n, device)  # checks the labels once, for all n
+    if n <= chunk:
+        return predict
+    labels = None if y is None else check_labels(y, n, model.null_label)
+    parts = [eps_function(model, None if labels is None else labels[i:i + chunk], guidance,
+                          min(chunk, n - i), device) for i in range(0, n, chunk)]
+    return lambda x, t: torch.cat([p(xc, tc) for p, xc, tc in zip(parts, x.split(chunk), t.split(chunk))])
+
+
 def reverse_loop(model: torch.nn.Module, schedule: Schedule, n: int, path: Sequence[int], step: StepFn, *,
                  noisy: Callable[[int, int], bool], image_shape: Sequence[int] = (1, 28, 28),
                  y: Optional[Tensor] = None, guidance: float = 0.0,
@@ -173,7 +187,7 @@ def reverse_loop(model: torch.nn.Module, schedule: Schedule, n: int, path: Seque
     if not path or any(b >= a for a, b in zip(path, path[1:])) or not 0 <= path[-1] <= path[0] < schedule.T:
         raise ValueError(f"timesteps must be strictly decreasing within [0, {schedule.T}), got {path[:5]}...")
     wanted = _check_trajectory(trajectory_at, path)
-    predict = eps_function(model, y, guidance, n, device)
+    predict = _chunked(model, y, guidance, n, device, SamplerConfig.cpu_batch if device.type == "cpu" else n)
     if x_T is not None:
         if tuple(x_T.shape) != (n, *image_shape):
             raise ValueError(f"x_T must have shape {[n, *image_shape]}, got {list(x_T.shape)}")

@@ -385,3 +385,26 @@ def test_default_guidance_applies_to_labelled_draws_only(linear_schedule):
     assert sample(plain, linear_schedule, 2, **kw).shape == (2, 1, 28, 28)  # no labels: no guidance asked
     with pytest.raises(ValueError, match="guidance needs labels"):
         sample(plain, linear_schedule, 2, guidance=1.0, **kw)
+
+
+def test_cpu_sampling_calls_the_network_in_chunks_with_the_same_result(monkeypatch):
+    """On a CPU the network sees at most SamplerConfig.cpu_batch images per call (faster than
+    one large batch); the noise and the images are those of one batch, labels included."""
+    from ddpm_lib import SamplerConfig, sample
+
+    seen = []
+
+    class Counting(DummyConditional):
+        def forward(self, x, t, y=None):
+            seen.append(len(x))
+            return super().forward(x, t, y)
+
+    small, y = make_schedule(T=30), torch.arange(7) % 10
+    whole = [sample(Counting(), small, 7, sampler=s, steps=5, seed=2, y=y, progress=False) for s in ("ddim", "ddpm")]
+    assert max(seen) == 7
+    monkeypatch.setattr(SamplerConfig, "cpu_batch", 3)
+    seen.clear()
+    parts = [sample(Counting(), small, 7, sampler=s, steps=5, seed=2, y=y, progress=False) for s in ("ddim", "ddpm")]
+    assert max(seen) == 3 and set(seen) == {3, 1}
+    for a, b in zip(whole, parts):
+        assert torch.allclose(a, b, atol=1e-6)
