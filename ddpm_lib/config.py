@@ -154,7 +154,8 @@ class SamplerConfig:
     # and 95% for every digit (benchmarks/RESULTS.md, "New shipped weights")
     guidance: float = 0.5
     # on a CPU the network sees at most this many images per call (the noise and the result are
-    # the same as in one batch): smaller batches stay in cache, about twice as fast as 1000 at once
+    # the same as in one batch): smaller batches stay in cache and run faster (benchmarks/RESULTS.md,
+    # "New shipped weights")
     cpu_batch: int = 125
     seed: int = 0
 
