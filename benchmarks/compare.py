@@ -8,12 +8,14 @@
 1. Train: each contender alone for ``--minutes`` on the MNIST training set, with ``ddpm_lib.Trainer``
    and ``TrainConfig()``'s optimiser (batch 128, AdamW 1e-3, 200 warm-up steps, clipping 1.0, EMA
    0.999); only the loss differs. Ours: the default ``UNetConfig()`` and ``UNetConfig.small()``
-   (half the widths, for short CPU budgets). Peers: the Hugging Face course's diffusers UNet2DModel
-   and denoising-diffusion-pytorch's Unet, each noised by its own library.
-2. Sample: the EMA weights draw ``--n`` images with each sampler of the contender's own library,
-   DDIM-50 (eta = 0) for all; ours add DDIM-{10, 20, 100}, DDPM-1000 and DDIM-50 with eta = 1, the
-   peers one variant each. All samplers of a model run in one sitting, in chunks of 250 taken in
-   turn (chunk 0 of each sampler, then chunk 1, ...), so their seconds compare.
+   (half the widths, for short CPU budgets), with the default recipe (``TrainConfig()``: min-SNR-5
+   weighting). Peers: the Hugging Face course's diffusers UNet2DModel and denoising-diffusion-pytorch's
+   Unet, each noised and weighted by its own library.
+2. Sample: the EMA weights draw ``--n`` images with the contender's own library's DDIM at our default
+   setting (``SamplerConfig()``: 20 steps, eta = 1) for all, the ``HEADLINE`` sampler; ours add
+   DDIM (eta = 0) at each ``--curve`` step count and DDPM-1000 if 1000 is among them. All samplers of
+   a model run in one sitting, in chunks of ``CHUNK`` taken in turn (chunk 0 of each sampler, then
+   chunk 1, ...), so their seconds compare.
 3. Score: ``ddpm_lib.metrics.SampleEvaluator`` (MNIST-FID and its real-data floor at the same n,
    MLP-FID, precision/recall, confident share, class entropy); training GFLOP/s against the CPU's
    measured fp32 matmul peak.
@@ -40,23 +42,27 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from ddpm_lib import (DiffusionConfig, TrainConfig, Trainer, UNet, UNetConfig, ddim_sample,  # noqa: E402
-                      ddpm_sample, load_mnist, make_schedule, seed_everything)
+from ddpm_lib import (DiffusionConfig, SamplerConfig, TrainConfig, Trainer, UNet, UNetConfig,  # noqa: E402
+                      ddim_sample, ddpm_sample, load_mnist, make_schedule, sample, seed_everything)
 from ddpm_lib.metrics import SampleEvaluator  # noqa: E402
 
 OURS = {"ours": UNetConfig(), "ours_small": UNetConfig.small()}
-CHUNK = 250  # samples are drawn, timed and cached in chunks of this size
+CHUNK = SamplerConfig.cpu_batch  # samples are drawn, timed and cached in chunks of this size, for every contender
+# every contender's main sampler: its library's DDIM at our default steps and eta (ddim20_eta1)
+assert SamplerConfig.sampler == "ddim", "the benchmark compares DDIM across libraries; see SamplerConfig"
+HEADLINE = f"ddim{SamplerConfig.steps}_eta{SamplerConfig.eta:g}"
 
 
 # --------------------------------------------------------------------------- the contenders
 # Each contender is (network, Trainer loss(x0, y, generator) or None for L_simple, {label: draw(n, seed=...)}),
 # with images in [-1, 1] on both ends; the samplers use the network's weights as they are when called.
 def ours(name: str, curve) -> tuple:
-    """Our U-Net, trained on L_simple; DDIM with the ``curve``'s step counts and 50, DDIM-50 with eta = 1, DDPM."""
+    """Our U-Net with the default recipe (the Trainer's loss); ``sample()``'s default (the HEADLINE
+    sampler), DDIM (eta = 0) with the ``curve``'s step counts, DDPM if 1000 is among them."""
     model, schedule = UNet(OURS[name]), make_schedule(DiffusionConfig())
-    draw = {f"ddim{s}": partial(ddim_sample, model, schedule, steps=s, progress=False)
-            for s in sorted({50, *curve}) if s < 1000}
-    draw["ddim50_eta1"] = partial(ddim_sample, model, schedule, steps=50, eta=1.0, progress=False)
+    draw = {HEADLINE: partial(sample, model, schedule, progress=False)}
+    draw.update({f"ddim{s}": partial(ddim_sample, model, schedule, steps=s, progress=False)
+                 for s in sorted(set(curve)) if s < 1000})
     if 1000 in curve:
         draw["ddpm1000"] = partial(ddpm_sample, model, schedule, progress=False)
     return model, None, draw
@@ -78,17 +84,19 @@ def diffusers_contender(curve) -> tuple:
         return F.mse_loss(model(noising.add_noise(x0, noise, t), t).sample, noise)
 
     @torch.no_grad()
-    def ddim50(n, seed, clipped_eps):
+    def ddim(n, seed):
         """DDIMScheduler from the training config clips x0 but by default keeps the unclipped eps for the
-        direction term; use_clipped_model_output re-derives eps from the clipped x0, as the others do."""
+        direction term (grey images, RESULTS.md); use_clipped_model_output re-derives eps from the
+        clipped x0, as ddpm_lib and denoising-diffusion-pytorch do."""
         scheduler = DDIMScheduler.from_config(noising.config)
-        scheduler.set_timesteps(50)
-        x = torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+        scheduler.set_timesteps(SamplerConfig.steps)
+        generator = torch.Generator().manual_seed(seed)
+        x = torch.randn(n, 1, 28, 28, generator=generator)
         for t in scheduler.timesteps:
-            x = scheduler.step(model(x, t).sample, t, x, eta=0.0, use_clipped_model_output=clipped_eps).prev_sample
+            x = scheduler.step(model(x, t).sample, t, x, eta=SamplerConfig.eta, use_clipped_model_output=True,
+                               generator=generator).prev_sample
         return x.clamp(-1, 1)
-    return model, loss, {"ddim50": partial(ddim50, clipped_eps=False),
-                         "ddim50_clipped_eps": partial(ddim50, clipped_eps=True)}
+    return model, loss, {HEADLINE: ddim}
 
 
 def ddp_contender(curve) -> tuple:
@@ -98,12 +106,12 @@ def ddp_contender(curve) -> tuple:
     unet = Unet(dim=32, dim_mults=(1, 2, 4), channels=1)
     diffusion = GaussianDiffusion(unet, image_size=28, timesteps=1000)  # draws t and noise from torch's global RNG
 
-    def ddim50(n, seed, eta):
+    def ddim(n, seed):
         torch.manual_seed(seed)
-        sampler = GaussianDiffusion(unet, image_size=28, timesteps=1000, sampling_timesteps=50, ddim_sampling_eta=eta)
+        sampler = GaussianDiffusion(unet, image_size=28, timesteps=1000, sampling_timesteps=SamplerConfig.steps,
+                                    ddim_sampling_eta=SamplerConfig.eta)
         return sampler.sample(batch_size=n) * 2 - 1
-    return unet, lambda x0, y, generator: diffusion((x0 + 1) / 2), \
-        {"ddim50": partial(ddim50, eta=0.0), "ddim50_eta1": partial(ddim50, eta=1.0)}
+    return unet, lambda x0, y, generator: diffusion((x0 + 1) / 2), {HEADLINE: ddim}
 
 
 CONTENDERS = {"ours": partial(ours, "ours"), "ours_small": partial(ours, "ours_small"),
@@ -229,7 +237,7 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="*", default=list(CONTENDERS), choices=list(CONTENDERS),
                    help="contenders to train and sample")
     p.add_argument("--curve", nargs="*", type=int, default=[10, 20, 50, 100, 1000],
-                   help="our models' sampler steps (1000 = DDPM); DDIM-50 with eta = 0 and 1 is always drawn")
+                   help=f"our models' DDIM (eta = 0) step counts (1000 = DDPM); {HEADLINE} is always drawn")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     run = Run(Path(args.out))
@@ -244,7 +252,8 @@ def main(argv=None) -> int:
     commands = meta.setdefault("commands", [])
     commands += [command] * (command not in commands)  # a resumed run adds its invocation
     meta.update(torch=torch.__version__, threads=torch.get_num_threads(),
-                cpu=platform.processor() or platform.machine(), minutes=args.minutes, n=args.n, out=str(run.out))
+                cpu=platform.processor() or platform.machine(), minutes=args.minutes, n=args.n, out=str(run.out),
+                headline=HEADLINE)
     if "peak_gflops" not in meta:
         meta["peak_gflops"] = matmul_peak_gflops()
         print(f"fp32 matmul peak: {meta['peak_gflops']:.0f} GFLOP/s")

@@ -46,8 +46,14 @@ def first_judge_results(data: Dict) -> List[str]:
             for label, s in r.get("samples", {}).items() if s.get("fid2") is None]
 
 
-def main_table(res: Dict) -> list:
-    """One row per trained contender: training numbers and its DDIM-50 (eta = 0) scores."""
+def headline(data: Dict) -> str:
+    """The sampler label of the main table (compare.HEADLINE when the run was made; runs made before
+    it was recorded used DDIM-50, eta = 0)."""
+    return data.get("meta", {}).get("headline", "ddim50")
+
+
+def main_table(res: Dict, main: str) -> list:
+    """One row per trained contender: training numbers and the scores of its ``main`` sampler."""
     lines = ["| contender | parameters | images/s | iterations | train GFLOP/s (% of peak) | MNIST-FID (floor) | ratio | "
              "MLP-FID (floor) | precision / recall | confident | class entropy (bits) | sampling s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -55,7 +61,7 @@ def main_table(res: Dict) -> list:
         r = res[name]
         if "steps" not in r:
             continue
-        s = r.get("samples", {}).get("ddim50")
+        s = r.get("samples", {}).get(main)
         second = "- | -" if not s or s.get("fid2") is None else \
             f"{s['fid2']:.2f} ({s['fid2_floor']:.2f}) | {s['precision']:.2f} / {s['recall']:.2f}"
         scores = (f"{s['fid']:.2f} ({s['fid_floor']:.2f}) | {s['fid_ratio']:.2f}x | {second} | "
@@ -67,7 +73,7 @@ def main_table(res: Dict) -> list:
 
 
 def curve_table(r: Dict) -> list:
-    """One of our models: every DDIM (eta = 0), DDIM-50 with eta = 1 and DDPM sampler, by sampling time."""
+    """One of our models: every DDIM (eta = 0 and eta = 1) and DDPM sampler, by sampling time."""
     rows = [f"| {_pretty(label)} | {s['seconds']:.0f} | {s['fid']:.2f} | {s['fid_ratio']:.2f}x | "
             f"{s['confident_share']:.1%} | {s['entropy_bits']:.2f} |"
             for label, s in sorted(r.get("samples", {}).items(), key=lambda kv: kv[1]["seconds"])
@@ -87,8 +93,10 @@ def render(data: Dict, judges: Dict = None) -> Dict[str, list]:
     curves = []
     for budget in _budgets(data):
         res, minutes = data[budget], budget.replace("min", " minutes")
-        tables += ["", f"## {minutes} of training each, n = {n} samples, DDIM-50 (eta 0)", "", *main_table(res)]
-        for who in [w for w in OURS if res.get(w, {}).get("samples")]:
+        main = headline(data)
+        title = _pretty(main) if main.endswith("_eta1") else _pretty(main) + " (eta 0)"
+        tables += ["", f"## {minutes} of training each, n = {n} samples, {title}", "", *main_table(res, main)]
+        for who in [w for w in OURS if len(res.get(w, {}).get("samples", {})) > 1]:  # a curve needs two points
             curves += ["", f"### {NAMES[who]}: sampler steps against quality and time ({minutes}, n = {n})", "",
                        *curve_table(res[who])]
     if first_judge_results(data):
@@ -129,44 +137,49 @@ def write_report(data: Dict, bench_dir: Path) -> None:
 
 
 def plot(data: Dict, bench_dir: Path) -> None:
-    """results.png: each contender's DDIM-50 against the floor, and our models' MNIST-FID against network
-    calls per sample; samples.png: 16 DDIM-50 samples of each contender (from the run folder's grids)."""
+    """results.png: each contender's main sampler against the floor, and our models' MNIST-FID against
+    network calls per sample; samples.png: 16 samples of each contender's main sampler (from the run
+    folder's grids)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import torch
 
-    budget = _budgets(data)[-1]
+    budget, main = _budgets(data)[-1], headline(data)
     res = data[budget]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
-    names = [k for k in _ours_first(res) if "ddim50" in res[k].get("samples", {})]
-    a.bar([BAR_LABELS.get(k, k) for k in names], [res[k]["samples"]["ddim50"]["fid_ratio"] for k in names],
+    curves = [(w, c) for w, c in zip(OURS, ("C0", "C1")) if len(res.get(w, {}).get("samples", {})) > 1]
+    fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(11 if curves else 6, 3.8), squeeze=False)
+    a = axes[0, 0]
+    names = [k for k in _ours_first(res) if main in res[k].get("samples", {})]
+    a.bar([BAR_LABELS.get(k, k) for k in names], [res[k]["samples"][main]["fid_ratio"] for k in names],
           color=["C0" if k == "ours" else "C1" if k in OURS else "C7" for k in names])
     a.axhline(1, color="k", lw=0.8, ls="--", label="real data (floor)")
     a.set(yscale="log", ylabel="MNIST-FID / real-data floor (lower is better)",
-          title=f"{budget.replace('min', ' min')} CPU training each, DDIM-50")
+          title=f"{budget.replace('min', ' min')} CPU training each, {_pretty(main)}")
     a.legend()
-    for who, color in [(w, c) for w, c in zip(OURS, ("C0", "C1")) if res.get(w, {}).get("samples")]:
+    b = axes[0, -1]
+    for who, color in curves:
         pts = sorted(res[who]["samples"].items(), key=lambda kv: _calls(kv[0]))
         line, eta1 = [(k, v) for k, v in pts if "_" not in k], [(k, v) for k, v in pts if k.endswith("_eta1")]
         b.plot([_calls(k) for k, _ in line], [v["fid"] for _, v in line], "o-", color=color,
                label=f"{SHORT[who]}: DDIM (eta = 0), DDPM")
         b.plot([_calls(k) for k, _ in eta1], [v["fid"] for _, v in eta1], "s", color=color, mfc="white",
-               label=f"{SHORT[who]}: DDIM-50, eta = 1")
+               label=f"{SHORT[who]}: DDIM, eta = 1")
         for label, v in pts if who == "ours" else []:  # sampler names once, on the default's curve
             b.annotate(_pretty(label), (_calls(label), v["fid"]), textcoords="offset points",
                        xytext=(4, -12 if label.endswith("_eta1") else 4), fontsize=8)
         b.axhline(pts[0][1]["fid_floor"], color="k", lw=0.8, ls="--", label="real-data floor" if who == "ours" else None)
-    b.set(xscale="log", yscale="log", xlabel="network calls per sample (sampling time is proportional)",
-          ylabel=f"MNIST-FID, n = {data.get('meta', {}).get('n')}", title="ours: quality vs sampling cost")
-    b.legend(fontsize=8)
+    if curves:
+        b.set(xscale="log", yscale="log", xlabel="network calls per sample (sampling time is proportional)",
+              ylabel=f"MNIST-FID, n = {data.get('meta', {}).get('n')}", title="ours: quality vs sampling cost")
+        b.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(bench_dir / "results.png", dpi=90)
     plt.close(fig)
 
     runs = Path(data.get("meta", {}).get("out", bench_dir / "runs"))
-    grids = [(k, runs / f"grid_{k}_{budget}_ddim50.pt") for k in _ours_first(res)]
+    grids = [(k, runs / f"grid_{k}_{budget}_{main}.pt") for k in _ours_first(res)]
     grids = [(k, g) for k, g in grids if g.exists()]
     if grids:
         fig, axes = plt.subplots(len(grids), 1, figsize=(8, 1.0 * len(grids) + 0.3), squeeze=False)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .config import SAMPLERS, SamplerConfig
 from .diffusion import eps_and_x0, gather, predict_eps_from_x0, predict_x0_from_eps
 from .guidance import eps_function, guided_eps  # noqa: F401  (guided_eps is part of this module's API)
-from .models import eval_mode, model_device
+from .models import cpu_channels_last, eval_mode, model_device
 from .models.checks import check_labels
 from .schedules import Schedule, check_model_schedule, check_variance, reverse_variance
 
@@ -195,7 +195,7 @@ def reverse_loop(model: torch.nn.Module, schedule: Schedule, n: int, path: Seque
             raise ValueError("x_T contains NaN or inf; start from torch.randn noise")
     x = _randn((n, *image_shape), gen, device) if x_T is None else x_T.to(device)
     trajectory: Dict[int, Tensor] = {}
-    with torch.no_grad(), eval_mode(model):
+    with torch.no_grad(), eval_mode(model), cpu_channels_last(model):
         for i, t in enumerate(tqdm(path, desc=desc, disable=not progress, leave=False)):
             if t in wanted:
                 trajectory[t] = x.cpu()

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import ddpm_lib
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 import compare  # noqa: E402
@@ -57,6 +59,19 @@ def test_tables_from_a_small_results_dict():
     assert curve == [["| DDIM-10", "6"], ["| DDIM-50", "30"], ["| DDIM-50, eta = 1", "31"], ["| DDPM-1000", "600"]]
     assert "### ddpm_lib U-Net, small preset (ours)" in "\n".join(blocks["curves"])
     assert "denoising-diffusion-pytorch" not in "\n".join(blocks["curves"])  # curves are ours only
+
+
+def test_the_main_table_shows_the_sampler_the_run_recorded():
+    data = _data()
+    data["meta"]["headline"] = "ddim20_eta1"  # compare.HEADLINE, recorded by the run
+    data["20min"]["ddp"]["samples"] = {"ddim20_eta1": _sample(2.0, 20.0, 1.2)}
+    data["20min"]["ours_small"]["samples"] = {"ddim20_eta1": _sample(1.0, 10.0, 1.2)}
+    blocks = report.render(data)
+    assert any(line == "## 20 minutes of training each, n = 500 samples, DDIM-20, eta = 1" for line in blocks["tables"])
+    rows = [line for line in blocks["tables"] if line.startswith("| ddpm_lib") or line.startswith("| denoising")]
+    assert "| 1.00 (0.50) | 2.00x |" in rows[0] and "| 2.00 (0.50) | 4.00x |" in rows[1]
+    assert blocks["curves"] == []  # one sampler per model: no curve to draw
+    assert report.headline(_data()) == "ddim50"  # runs made before the headline was recorded
 
 
 def test_a_contender_not_sampled_yet_keeps_its_training_row():
@@ -113,16 +128,17 @@ def test_a_new_results_file_gets_every_block_appended(tmp_path):
 
 
 def test_the_committed_results_render_the_committed_tables():
-    """The old results.json (with chunk timestamps, re-timings and bits/dim the report ignores) gives
-    exactly the tables committed in RESULTS.md."""
+    """The committed results.json (with chunk timings the report ignores) gives exactly the tables
+    committed in RESULTS.md."""
     data = json.loads((BENCH / "results.json").read_text())
     text = (BENCH / "RESULTS.md").read_text()
     blocks = report.render(data, json.loads((BENCH / "judges.json").read_text()))
     assert set(blocks) == {"tables", "curves", "judges"}
     assert report.fill(text, blocks) == text
-    assert "| ddpm_lib U-Net (ours) | 2.59M | 88 | 825 | 130 (73%) | 17.60 (0.57) | 30.77x | - | - |" in text
-    assert "| DDPM-1000 | 4638 | 7.23 | 12.64x | 67.2% | 3.31 |" in _between(text, "curves")
-    assert "first judge" in _between(text, "tables")
+    assert ("| ddpm_lib U-Net, small preset (ours) | 0.65M | 166 | 1560 | 62 (45%) | 6.27 (0.58) | 10.85x | "
+            "4.58 (0.50) | 0.68 / 0.83 | 73.8% | 3.30 | 42 |") in text
+    assert "DDIM-20, eta = 1" in _between(text, "tables")
+    assert "first judge" not in _between(text, "tables")  # every contender scored by both validated judges
 
 
 def test_results_file_keeps_stages_added_through_references_taken_before_a_save(tmp_path):
@@ -186,10 +202,14 @@ def test_all_samplers_of_a_model_are_drawn_chunk_by_chunk_in_turn(tmp_path, monk
 
 def test_our_contenders_samplers():
     model, loss, draws = compare.CONTENDERS["ours_small"]((10, 50, 1000))
-    assert loss is None  # the Trainer's L_simple
-    assert set(draws) == {"ddim10", "ddim50", "ddim50_eta1", "ddpm1000"}
+    assert loss is None  # the Trainer's default recipe
+    assert compare.HEADLINE == "ddim20_eta1"  # SamplerConfig's default, drawn for every contender
+    assert set(draws) == {"ddim20_eta1", "ddim10", "ddim50", "ddpm1000"}
     x = draws["ddim10"](2, seed=0)
     assert x.shape == (2, 1, 28, 28) and torch.equal(x, draws["ddim10"](2, seed=0))
+    headline = draws["ddim20_eta1"](2, seed=3)
+    assert torch.equal(headline, ddpm_lib.sample(model, ddpm_lib.make_schedule(ddpm_lib.DiffusionConfig()), 2,
+                                                 seed=3, progress=False))
 
 
 def test_spearman_and_discordant_pairs():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ddpm_lib import MLPConfig, MLPNoisePredictor, UNet, UNetConfig, count_parameters, sinusoidal_embedding
-from ddpm_lib.models import build_model, config_from_dict, config_to_dict
+from ddpm_lib.models import build_model, config_from_dict, config_to_dict, cpu_channels_last
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +162,40 @@ def test_t_at_or_beyond_T_is_refused_where_it_enters(kind, tiny_unet_config):
 def test_config_round_trip(tiny_unet_config):
     for cfg in (tiny_unet_config, MLPConfig(hidden=64)):
         assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def _random_unet(config: UNetConfig) -> UNet:
+    """A U-Net with no zero-initialised layer, so every block changes the output."""
+    torch.manual_seed(0)
+    model = UNet(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.1)
+    return model
+
+
+def test_cpu_channels_last_changes_the_layout_for_the_block_only(tiny_unet_config):
+    model = _random_unet(tiny_unet_config)
+    conv = model.down[0].res.conv1.weight  # [8, 8, 3, 3]: the two layouts differ
+    x, t = torch.randn(3, 1, 28, 28), torch.tensor([1, 400, 999])
+    with torch.no_grad():
+        reference = model(x, t)
+        with cpu_channels_last(model):
+            assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+            fast = model(x, t)
+    assert all(p.is_contiguous() for p in model.parameters()) and model.down[0].res.conv1.weight is conv
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5)  # the same numbers, another order of sums
+    with pytest.raises(RuntimeError, match="inside"), cpu_channels_last(model):
+        raise RuntimeError("inside")
+    assert all(p.is_contiguous() for p in model.parameters())  # put back on errors too
+
+
+def test_cpu_channels_last_leaves_a_model_that_chose_its_layout_alone(tiny_unet_config):
+    model = _random_unet(tiny_unet_config).to(memory_format=torch.channels_last)
+    with cpu_channels_last(model):
+        pass
+    assert not model.down[0].res.conv1.weight.is_contiguous()  # still the user's channels-last
+    mlp = MLPNoisePredictor(MLPConfig(hidden=32, num_blocks=1))
+    with cpu_channels_last(mlp):  # no convolutions: nothing to change
+        assert all(p.is_contiguous() for p in mlp.parameters())
+

@@ -48,7 +48,7 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 __all__ = ["TimeEmbedding", "sinusoidal_embedding", "MLPNoisePredictor", "UNet", "build_model",
-           "config_to_dict", "config_from_dict", "count_parameters", "eval_mode", "model_device"]
+           "config_to_dict", "config_from_dict", "count_parameters", "cpu_channels_last", "eval_mode", "model_device"]
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -67,3 +67,22 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         yield model
     finally:
         model.train(was_training)
+
+
+@contextmanager
+def cpu_channels_last(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Run a block with ``model``'s convolution weights in channels-last layout when it is on a CPU,
+    then put them back as they were (also on errors). oneDNN's convolutions run natively in that
+    layout, so inference is faster (benchmarks/RESULTS.md, "Sampling time"); the values do not
+    change. A model on another device, one without 4-D weights, or one already channels-last is
+    left alone."""
+    weights = [p for p in model.parameters() if p.dim() == 4]
+    already = any(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in weights)
+    if not weights or already or model_device(model).type != "cpu":
+        yield model
+        return
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield model
+    finally:
+        model.to(memory_format=torch.contiguous_format)
