@@ -54,7 +54,7 @@ HEADLINE = f"ddim{SamplerConfig.steps}_eta{SamplerConfig.eta:g}"
 
 
 # --------------------------------------------------------------------------- the contenders
-# Each contender is (network, Trainer loss(x0, y, generator) or None for L_simple, {label: draw(n, seed=...)}),
+# Each contender is (network, Trainer loss(x0, y, generator) or None for the default recipe, {label: draw(n, seed=...)}),
 # with images in [-1, 1] on both ends; the samplers use the network's weights as they are when called.
 def ours(name: str, curve) -> tuple:
     """Our U-Net with the default recipe (the Trainer's loss); ``sample()``'s default (the HEADLINE
