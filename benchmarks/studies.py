@@ -3,6 +3,8 @@
     python benchmarks/studies.py mlp       # the MLP as eps / x0 / v predictor, weightings, widths
     python benchmarks/studies.py samplers  # quality against network calls: DDPM, DDIM eta 0/1, DPM-Solver++
     python benchmarks/studies.py recipe    # the U-Net training recipe at the 20-minute step budget
+    python benchmarks/studies.py shipped --unet data/pretrained/unet_mnist.pt \
+        --cond data/pretrained/cond_unet_mnist.pt   # the shipped weights' scores (notebooks 03-05)
     (add --quick for a smoke test with tiny budgets)
 
 Budgets are optimizer steps, so the models are the same on any device (t, eps and the batch
@@ -11,6 +13,11 @@ images with each sampler (seed 0), scores them (MNIST-FID against the real-data 
 share, class entropy, the second judge's FID, precision/recall) and, for the MLP, measures the
 x0 error per t on 500 test images. Results go to benchmarks/studies/<study>.json, 64 samples of
 each (model, sampler) to a .pt file beside it.
+
+The shipped study trains nothing: it scores given checkpoints (the shipped U-Net with nine
+samplers and two repeats with seed 1, the class-conditional U-Net across guidance weights with
+the share read as each requested digit, and the training snapshots of both at DDIM-20, eta 1)
+and replaces only the sections it computed in benchmarks/studies/shipped.json.
 """
 
 from __future__ import annotations
@@ -20,17 +27,18 @@ import json
 import sys
 import time
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ddpm_lib import (DiffusionConfig, MLPConfig, TrainConfig, Trainer, UNetConfig, build_model,  # noqa: E402
-                      count_parameters, ddim_sample, ddpm_sample, get_device, load_mnist, load_model,
-                      pretrained_path, prediction_target, q_sample)
-from ddpm_lib.metrics import SampleEvaluator  # noqa: E402
+                      count_parameters, get_device, load_checkpoint, load_mnist, load_model, pretrained_path,
+                      prediction_target, q_sample, sample)
+from ddpm_lib.metrics import QualityReport, SampleEvaluator, predict  # noqa: E402
 from ddpm_lib.metrics.diagnostics import loss_per_t  # noqa: E402
 from ddpm_lib.schedules import Schedule  # noqa: E402
 
@@ -90,26 +98,39 @@ def train(model_config, steps: int, *, prediction: str = "eps", weight: Optional
 
 
 # --------------------------------------------------------------------------- samplers and scoring
-def sampler_table(names: List[str]) -> Dict[str, Callable]:
-    """name -> sample(model, schedule, n, seed): ddpm1000, ddim<k>_eta<0|1>, dpm<k>."""
+def sampler_setting(name: str) -> Tuple[str, int, float]:
+    """A sampler's name in the studies as (sampler, steps, eta) of :func:`ddpm_lib.sample`:
+    ddpm1000 (Algorithm 2 over all T steps; eta 0, which DDPM ignores), ddim<k>_eta<e>, dpm<k>."""
+    if name == "ddpm1000":
+        return "ddpm", 1000, 0.0
+    if name.startswith("ddim") and "_eta" in name:
+        k, eta = name[4:].split("_eta")
+        return "ddim", int(k), float(eta)
+    if name.startswith("dpm") and name[3:].isdigit():
+        return "dpm++", int(name[3:]), 0.0
+    raise ValueError(f"unknown sampler {name!r}: expected ddpm1000, ddim<k>_eta<e>, dpm<k> or dpmL<k>")
+
+
+def _library_sample(model, schedule, n: int, seed: int, y: Optional[torch.Tensor] = None, guidance: float = 0.0, *,
+                    setting: Tuple[str, int, float]) -> torch.Tensor:
+    sampler, steps, eta = setting
+    return sample(model, schedule, n, sampler=sampler, steps=steps, eta=eta, seed=seed, y=y, guidance=guidance,
+                  progress=False)
+
+
+def _logsnr_dpm_sample(model, schedule, n: int, seed: int, y: Optional[torch.Tensor] = None, guidance: float = 0.0, *,
+                       k: int) -> torch.Tensor:
     from ddpm_lib.samplers import dpm_solver_sample
-    table = {}
-    for name in names:
-        if name == "ddpm1000":
-            table[name] = lambda m, s, n, seed: ddpm_sample(m, s, n, seed=seed, progress=False)
-        elif name.startswith("ddim"):
-            k, eta = name[4:].split("_eta")
-            table[name] = (lambda k, eta: lambda m, s, n, seed: ddim_sample(
-                m, s, n, steps=k, eta=eta, seed=seed, progress=False))(int(k), float(eta))
-        elif name.startswith("dpmL"):  # DPM-Solver++ on steps evenly spaced in log-SNR
-            table[name] = (lambda k: lambda m, s, n, seed: dpm_solver_sample(
-                m, s, n, timesteps=logsnr_timesteps(s, k), seed=seed, progress=False))(int(name[4:]))
-        elif name.startswith("dpm"):
-            table[name] = (lambda k: lambda m, s, n, seed: dpm_solver_sample(
-                m, s, n, steps=k, seed=seed, progress=False))(int(name[3:]))
-        else:
-            raise ValueError(f"unknown sampler {name!r}")
-    return table
+    return dpm_solver_sample(model, schedule, n, timesteps=logsnr_timesteps(schedule, k), seed=seed, y=y,
+                             guidance=guidance, progress=False)
+
+
+def sampler_table(names: List[str]) -> Dict[str, Callable]:
+    """name -> sample(model, schedule, n, seed, y=None, guidance=0.0): the settings of
+    :func:`sampler_setting` through :func:`ddpm_lib.sample`, and dpmL<k>, DPM-Solver++ on k
+    steps evenly spaced in log-SNR."""
+    return {name: partial(_logsnr_dpm_sample, k=int(name[4:])) if name.startswith("dpmL")
+            else partial(_library_sample, setting=sampler_setting(name)) for name in names}
 
 
 def logsnr_timesteps(schedule: Schedule, k: int) -> List[int]:
@@ -126,23 +147,131 @@ def logsnr_timesteps(schedule: Schedule, k: int) -> List[int]:
     return sorted(set(path), reverse=True)
 
 
+def rounded(values: dict, places: int) -> dict:
+    """``values`` with each float rounded to ``places`` decimals."""
+    return {k: round(v, places) if isinstance(v, float) else v for k, v in values.items()}
+
+
+def draw(label: str, sample_fn: Callable, model, schedule, n: int, *, seed: int, evaluator: SampleEvaluator,
+         y: Optional[torch.Tensor] = None, guidance: float = 0.0) -> Tuple[torch.Tensor, QualityReport, float]:
+    """n images from ``sample_fn`` (noise seed ``seed``; labels ``y`` and guidance weight w for a
+    class-conditional model), timed and scored (with ``y``, also the share read as asked):
+    (images on the CPU, report, seconds)."""
+    t0 = time.perf_counter()
+    x = sample_fn(model, schedule, n, seed, y=y, guidance=guidance).cpu()
+    seconds = time.perf_counter() - t0
+    report = evaluator.evaluate(x, digits=y)
+    print(f"  {label}: {report}; {seconds:.1f} s", flush=True)
+    return x, report, seconds
+
+
 def score(label: str, model, schedule, names: List[str], *, n: int, evaluator: SampleEvaluator,
           grids: Dict[str, torch.Tensor], seed: int = 0) -> Dict[str, dict]:
     """Sample n images with each named sampler and score them; 64 of each go to ``grids``."""
     out = {}
-    for sname, sample in sampler_table(names).items():
-        t0 = time.time()
-        x = sample(model, schedule, n, seed).cpu()
-        s_time = time.time() - t0
-        r = evaluator.evaluate(x)
+    for sname, sample_fn in sampler_table(names).items():
         key = sname if seed == 0 else f"{sname}_seed{seed}"
+        x, r, s_time = draw(f"{label} {key}", sample_fn, model, schedule, n, seed=seed, evaluator=evaluator)
         out[key] = {"sample_s": round(s_time, 1), "seed": seed,
-                    **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.as_dict().items()
-                       if not isinstance(v, list)}}
+                    **{k: v for k, v in rounded(r.as_dict(), 4).items() if not isinstance(v, list)}}
         grids[f"{label}/{key}"] = ((x[:64].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        print(f"  {label} {key}: FID {r.fid:.2f} (floor {r.fid_floor:.2f}), confident {r.confident_share:.1%}, "
-              f"entropy {r.entropy_bits:.2f}, FID2 {r.fid2:.2f}, {s_time:.0f} s", flush=True)
     return out
+
+
+# --------------------------------------------------------------------------- the shipped weights
+SHIPPED_SAMPLERS = ["ddim20_eta1", "ddim10_eta1", "ddim50_eta1", "ddim20_eta0", "ddim50_eta0",
+                    "dpm10", "dpm20", "dpm50", "ddpm1000"]
+SHIPPED_SEED1 = ["ddim20_eta1", "ddpm1000"]  # drawn again with seed 1: how far the score moves with the seed
+GUIDANCE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0)  # the class-conditional U-Net at DDIM-20, eta 1
+GUIDANCE_WEIGHTS_ETA0 = (0.0, 1.0)  # and these at DDIM-20, eta 0
+CURVE_SAMPLER = "ddim20_eta1"  # the snapshots of a training run
+# section of the command line -> key in shipped.json
+SHIPPED_SECTIONS = {"unet": "unet", "cond": "cond_unet", "unet_curve": "unet_training_curve",
+                    "cond_curve": "cond_unet_training_curve"}
+
+
+def shipped_row(name: str, sname: str, model, schedule, *, n: int, seed: int, evaluator: SampleEvaluator,
+                y: Optional[torch.Tensor] = None, guidance: float = 0.0) -> Tuple[dict, torch.Tensor]:
+    """One row of the shipped study: n images with sampler ``sname``, its setting, the sampling
+    time and the evaluator's numbers (5 places); with labels ``y`` also ``per_digit``, the share
+    read as each requested digit. Returns (row, images)."""
+    x, report, seconds = draw(name, sampler_table([sname])[sname], model, schedule, n, seed=seed,
+                              evaluator=evaluator, y=y, guidance=guidance)
+    sampler, steps, eta = sampler_setting(sname)
+    row = {"name": name, "sampler": sampler, "steps": steps, "eta": eta, "guidance": guidance, "seed": seed, "n": n,
+           "sample_s": round(seconds, 2), **rounded(report.as_dict(), 5)}
+    if y is not None:
+        read_as_asked = predict(evaluator.classifier, x)[1].argmax(1) == y  # "not a digit" is never as asked
+        row["per_digit"] = [round(read_as_asked[y == k].float().mean().item(), 4) for k in range(10)]
+    return row, x
+
+
+def shipped_sections(only: Optional[str], given: Dict[str, bool]) -> List[str]:
+    """The sections to compute: those named in ``only`` (comma-separated), else each one whose
+    input (``given``: section -> whether its checkpoint(s) were given) is there."""
+    wanted = only.split(",") if only else [s for s in SHIPPED_SECTIONS if given[s]]
+    unknown = [s for s in wanted if s not in SHIPPED_SECTIONS]
+    if unknown:
+        raise ValueError(f"unknown section(s) {unknown} in --only; choose from {','.join(SHIPPED_SECTIONS)}")
+    missing = [s for s in wanted if not given[s]]
+    if missing or not wanted:
+        raise ValueError(f"nothing to score for {missing or 'any section'}: give --unet (section unet), --cond (cond), "
+                         f"--unet-snapshots (unet_curve) or --cond-snapshots (cond_curve)")
+    return wanted
+
+
+def shipped_study(out: Path, sections: Sequence[str], *, unet: Optional[str], cond: Optional[str],
+                  unet_snapshots: Sequence[str], cond_snapshots: Sequence[str], n: int, quick: bool,
+                  device: torch.device, evaluator: SampleEvaluator, commands: Dict[str, str],
+                  note: Optional[str]) -> None:
+    """Score the given checkpoints with n images a row (n >= 10: the class-conditional rows ask
+    for digits 0..9 in turn) and write the sections computed into ``out`` (other keys of an
+    existing file are kept), 64 images of each seed-0 sampler of the U-Net beside it."""
+    digits = torch.arange(n) % 10
+    names = [s for s in SHIPPED_SAMPLERS if not (quick and s == "ddpm1000")]  # --quick: no 1000-step runs
+
+    def unet_rows() -> List[dict]:
+        model, schedule = load_model(unet, device=device)
+        rows, grid = [], {}
+        for sname in names:
+            row, x = shipped_row(sname, sname, model, schedule, n=n, seed=0, evaluator=evaluator)
+            rows.append(row)
+            grid[sname] = x[:64].half()
+        rows += [shipped_row(f"{s}_seed1", s, model, schedule, n=n, seed=1, evaluator=evaluator)[0]
+                 for s in SHIPPED_SEED1 if s in names]
+        torch.save(grid, out.with_suffix(".samples.pt"))
+        return rows
+
+    def cond_rows() -> List[dict]:
+        model, schedule = load_model(cond, device=device)
+        plan = [(f"w{w}", "ddim20_eta1", w) for w in GUIDANCE_WEIGHTS]
+        plan += [(f"w{w}_ddim20_eta0", "ddim20_eta0", w) for w in GUIDANCE_WEIGHTS_ETA0]
+        return [shipped_row(name, sname, model, schedule, n=n, seed=0, evaluator=evaluator, y=digits, guidance=w)[0]
+                for name, sname, w in plan]
+
+    def curve_rows(paths: Sequence[str]) -> List[dict]:
+        rows = []
+        for path in paths:
+            model, schedule = load_model(path, device=device)
+            step = int(load_checkpoint(path)["step"])
+            y = digits if getattr(model, "null_label", None) is not None else None
+            rows.append({**shipped_row(f"step{step}", CURVE_SAMPLER, model, schedule, n=n, seed=0,
+                                       evaluator=evaluator, y=y)[0], "train_step": step})
+        return sorted(rows, key=lambda r: r["train_step"])
+
+    compute = {"unet": unet_rows, "cond": cond_rows, "unet_curve": lambda: curve_rows(unet_snapshots),
+               "cond_curve": lambda: curve_rows(cond_snapshots)}
+    stored = json.loads(out.read_text()) if out.exists() else {}
+    stored.update(study="shipped", device=torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
+                  torch=torch.__version__)
+    if commands:
+        stored["commands"] = {**stored.get("commands", {}), **commands}
+    if note is not None:
+        stored["note"] = note
+    for section in sections:
+        print(section, flush=True)
+        stored[SHIPPED_SECTIONS[section]] = compute[section]()
+        out.write_text(json.dumps(stored, indent=1) + "\n")
 
 
 # --------------------------------------------------------------------------- the studies
@@ -193,24 +322,51 @@ def table(stored: dict) -> str:
 
 def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("study", choices=["mlp", "samplers", "recipe"])
+    p.add_argument("study", choices=["mlp", "samplers", "recipe", "shipped"])
     p.add_argument("--table", action="store_true", help="print the stored results as a markdown table")
     p.add_argument("--out", default=None, help="default: benchmarks/studies/<study>.json")
     p.add_argument("--steps", type=int, default=4000, help="mlp: optimizer steps of the hidden-1024 runs")
     p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--only", default=None, help="comma-separated run names")
-    p.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the script")
+    p.add_argument("--only", default=None,
+                   help=f"comma-separated run names (shipped: sections, of {','.join(SHIPPED_SECTIONS)})")
+    p.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the script (n = 100)")
     p.add_argument("--device", default=None)
+    g = p.add_argument_group("shipped", "checkpoints to score; each section runs if its input is given")
+    g.add_argument("--unet", default=None, help="U-Net checkpoint (section unet)")
+    g.add_argument("--cond", default=None, help="class-conditional U-Net checkpoint (section cond)")
+    g.add_argument("--unet-snapshots", nargs="+", default=[], help="U-Net training snapshots (section unet_curve)")
+    g.add_argument("--cond-snapshots", nargs="+", default=[], help="their class-conditional twins (cond_curve)")
+    g.add_argument("--command-unet", default=None, help="the command that made the U-Net, stored in commands")
+    g.add_argument("--command-cond", default=None, help="the command that made the class-conditional U-Net")
+    g.add_argument("--note", default=None, help="a note stored with the results")
     args = p.parse_args(argv)
     out = Path(args.out or f"benchmarks/studies/{args.study}.json")
     if args.table:
+        if args.study == "shipped":
+            p.error("--table shows the runs of the mlp, samplers and recipe studies; shipped.json has none")
         print(table(json.loads(out.read_text())))
         return
-    device = get_device(args.device)
     n = 100 if args.quick else args.n
+    if args.study == "shipped":
+        if n < 10:
+            p.error(f"--n {n}: the shipped study needs n >= 10, so that every digit is asked for")
+        try:
+            sections = shipped_sections(args.only, {"unet": bool(args.unet), "cond": bool(args.cond),
+                                                    "unet_curve": bool(args.unet_snapshots),
+                                                    "cond_curve": bool(args.cond_snapshots)})
+        except ValueError as err:
+            p.error(str(err))
+    device = get_device(args.device)
     out.parent.mkdir(parents=True, exist_ok=True)
-    data = load_mnist()
     evaluator = SampleEvaluator(device=device)
+    if args.study == "shipped":
+        commands = {k: v for k, v in (("unet", args.command_unet), ("cond_unet", args.command_cond)) if v is not None}
+        shipped_study(out, sections, unet=args.unet, cond=args.cond, unet_snapshots=args.unet_snapshots,
+                      cond_snapshots=args.cond_snapshots, n=n, quick=args.quick, device=device,
+                      evaluator=evaluator, commands=commands, note=args.note)
+        print(f"wrote {out}")
+        return
+    data = load_mnist()
     runs: List[dict] = json.loads(out.read_text())["runs"] if out.exists() and args.only else []
     grids: Dict[str, torch.Tensor] = {}
     keep = set(args.only.split(",")) if args.only else None

@@ -1,0 +1,120 @@
+"""benchmarks/studies.py shipped: the study that scores the shipped weights writes the structure
+notebooks 03-05 read from benchmarks/studies/shipped.json, replaces only the sections it
+computed, and refuses sections it has no checkpoint for; one row of it scored by the real
+evaluator."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddpm_lib import DiffusionConfig, TrainConfig, Trainer, UNet, UNetConfig, load_mnist, make_schedule, sample
+from ddpm_lib.metrics import QualityReport, build_classifier
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import studies  # noqa: E402
+
+N = 20  # the study's least n is 10 (every digit asked for); the evaluator's precision needs n > k = 3
+
+
+class CheapEvaluator:
+    """Stands in for SampleEvaluator where the study's bookkeeping is under test (22 rows): a real
+    QualityReport of simple statistics, and an untrained judge for the per-digit shares. The
+    real evaluator scores a row in test_a_shipped_row_is_scored_by_the_real_evaluator."""
+
+    def __init__(self, device=None):
+        torch.manual_seed(0)
+        self.classifier = build_classifier("mlp")
+        self.asked = []
+
+    def evaluate(self, samples, digits=None):
+        self.asked.append(None if digits is None else digits.tolist())
+        n = len(samples)
+        return QualityReport(n=n, fid=float(samples.std()), fid_floor=0.5, confident_share=0.5, entropy_bits=3.0,
+                             histogram=[n // 10] * 10, accuracy=None if digits is None else 0.1, fid2=1.0,
+                             fid2_floor=0.5, precision=0.5, recall=0.5, rejected_share=0.0)
+
+
+def _snapshots(config: UNetConfig, folder: Path, data) -> list:
+    """A tiny U-Net trained 1 then 2 steps (T = 100 keeps ddpm1000 short), a checkpoint after each."""
+    torch.manual_seed(0)
+    trainer = Trainer(UNet(config), DiffusionConfig(T=100), TrainConfig.quick(steps=1, batch_size=8), device="cpu")
+    paths = []
+    for steps in (1, 2):
+        trainer.config.steps = steps
+        trainer.fit(data, progress=False)
+        paths.append(trainer.save(folder / f"step{steps}.pt"))
+    return [str(p) for p in paths]
+
+
+def test_shipped_study_writes_the_sections_notebooks_read_and_keeps_the_rest(tiny_unet_config, tmp_path, monkeypatch):
+    data = load_mnist(train=False, subset=32, seed=0)
+    unet = _snapshots(tiny_unet_config, tmp_path / "unet", data)
+    cond = _snapshots(UNetConfig(**{**tiny_unet_config.__dict__, "num_classes": 10}), tmp_path / "cond", data)
+    out = tmp_path / "shipped.json"
+    out.write_text(json.dumps({"study": "shipped", "commands": {"cond_unet": "made the old way"}, "note": "old note",
+                               "previous_cond_unet": [{"name": "kept"}], "unet": [{"name": "stale"}]}))
+    evaluator = CheapEvaluator()
+    monkeypatch.setattr(studies, "SampleEvaluator", lambda device=None: evaluator)
+
+    studies.main(["shipped", "--unet", unet[-1], "--cond", cond[-1], "--unet-snapshots", *unet[::-1],
+                  "--cond-snapshots", *cond, "--n", str(N), "--out", str(out), "--device", "cpu",
+                  "--command-unet", "python -m ddpm_lib train --steps 2"])
+
+    got = json.loads(out.read_text())
+    assert got["previous_cond_unet"] == [{"name": "kept"}] and got["note"] == "old note"
+    assert got["commands"] == {"cond_unet": "made the old way", "unet": "python -m ddpm_lib train --steps 2"}
+    assert got["device"] == "cpu" and got["torch"] == torch.__version__
+    assert [r["name"] for r in got["unet"]] == studies.SHIPPED_SAMPLERS + ["ddim20_eta1_seed1", "ddpm1000_seed1"]
+    assert [r["name"] for r in got["cond_unet"]] == ["w0.0", "w0.5", "w1.0", "w2.0", "w3.0",
+                                                     "w0.0_ddim20_eta0", "w1.0_ddim20_eta0"]
+    assert [r["guidance"] for r in got["cond_unet"]] == [0.0, 0.5, 1.0, 2.0, 3.0, 0.0, 1.0]
+    for key in ("unet_training_curve", "cond_unet_training_curve"):  # sorted by step whatever the order given
+        assert [(r["name"], r["train_step"]) for r in got[key]] == [("step1", 1), ("step2", 2)]
+    # each row has the keys, in order, of the committed file's rows: the notebooks read those
+    committed = json.loads((BENCH / "studies" / "shipped.json").read_text())
+    for key in ("unet", "cond_unet", "unet_training_curve", "cond_unet_training_curve"):
+        assert all(list(r) == list(committed[key][0]) for r in got[key]), key
+        assert all(r["n"] == N and len(r["histogram"]) == 10 for r in got[key])
+    ddpm = got["unet"][studies.SHIPPED_SAMPLERS.index("ddpm1000")]
+    assert (ddpm["sampler"], ddpm["steps"], ddpm["seed"]) == ("ddpm", 1000, 0) and got["unet"][-1]["seed"] == 1
+    for r in got["cond_unet"] + got["cond_unet_training_curve"]:  # 2 samples asked of each digit
+        assert len(r["per_digit"]) == 10 and all(a in (0.0, 0.5, 1.0) for a in r["per_digit"])
+    assert all(r["accuracy"] is None and "per_digit" not in r for r in got["unet"] + got["unet_training_curve"])
+    digits = list(range(10)) * (N // 10)  # the conditional rows ask for digits 0..9 in turn, the others none
+    assert evaluator.asked == [None] * 11 + [digits] * 7 + [None] * 2 + [digits] * 2
+
+    samples = torch.load(out.with_suffix(".samples.pt"), weights_only=True)
+    assert list(samples) == studies.SHIPPED_SAMPLERS
+    assert all(x.dtype == torch.float16 and x.shape == (N, 1, 28, 28) for x in samples.values())
+
+
+
+def test_shipped_sections_follow_the_inputs_given():
+    given = {"unet": True, "cond": False, "unet_curve": True, "cond_curve": False}
+    assert studies.shipped_sections(None, given) == ["unet", "unet_curve"]
+    assert studies.shipped_sections("unet_curve", given) == ["unet_curve"]
+    with pytest.raises(ValueError, match="cond"):
+        studies.shipped_sections("cond", given)  # asked for, but no --cond checkpoint
+    with pytest.raises(ValueError, match="unknown section"):
+        studies.shipped_sections("unet,uncond", given)
+
+
+def test_a_shipped_row_is_scored_by_the_real_evaluator(tiny_unet_config, shipped_evaluator):
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(**{**tiny_unet_config.__dict__, "num_classes": 10}))
+    schedule, y = make_schedule(T=100), torch.arange(N) % 10
+    row, x = studies.shipped_row("w1.0", "ddim20_eta1", model, schedule, n=N, seed=3, evaluator=shipped_evaluator,
+                                 y=y, guidance=1.0)
+    # the images are the library's sampler's, labels and guidance passed through
+    assert torch.equal(x, sample(model, schedule, N, sampler="ddim", steps=20, eta=1.0, seed=3, y=y, guidance=1.0,
+                                 progress=False).cpu())
+    assert {k: row[k] for k in ("name", "sampler", "steps", "eta", "guidance", "seed", "n")} == \
+        {"name": "w1.0", "sampler": "ddim", "steps": 20, "eta": 1.0, "guidance": 1.0, "seed": 3, "n": N}
+    assert row["fid_floor"] == round(shipped_evaluator.fid_floor(N), 5) and row["fid"] > 0 and row["recall"] is not None
+    # per_digit reads the samples as the evaluator does: its accuracy is their mean (2 asked of each digit)
+    assert row["accuracy"] == pytest.approx(sum(row["per_digit"]) / 10, abs=1e-4)
+    assert sum(row["histogram"]) + round(row["rejected_share"] * N) == N
