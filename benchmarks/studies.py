@@ -262,8 +262,8 @@ def shipped_study(out: Path, sections: Sequence[str], *, unet: Optional[str], co
     compute = {"unet": unet_rows, "cond": cond_rows, "unet_curve": lambda: curve_rows(unet_snapshots),
                "cond_curve": lambda: curve_rows(cond_snapshots)}
     stored = json.loads(out.read_text()) if out.exists() else {}
-    stored.update(study="shipped", device=torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
-                  torch=torch.__version__)
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
+    stored.update(study="shipped", device=device_name, torch=torch.__version__)
     if commands:
         stored["commands"] = {**stored.get("commands", {}), **commands}
     if note is not None:
@@ -271,6 +271,8 @@ def shipped_study(out: Path, sections: Sequence[str], *, unet: Optional[str], co
     for section in sections:
         print(section, flush=True)
         stored[SHIPPED_SECTIONS[section]] = compute[section]()
+        # sections may come from different machines: each one's device and torch stay beside it
+        stored.setdefault("devices", {})[SHIPPED_SECTIONS[section]] = f"{device_name}, torch {torch.__version__}"
         out.write_text(json.dumps(stored, indent=1) + "\n")
 
 

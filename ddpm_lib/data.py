@@ -39,8 +39,8 @@ def default_data_root() -> Path:
 
 def pretrained_path(name: str) -> Path:
     """Where the shipped weights called ``name`` live: ``data/pretrained/<name>.pt`` under
-    :func:`default_data_root`. Names: ``unet_mnist`` (notebook 03's U-Net), ``unet_small_mnist``
-    (``UNetConfig.small()``, faster to sample), ``mlp_mnist`` (notebook
+    :func:`default_data_root`. Names: ``unet_mnist`` (notebook 03's U-Net,
+    ``UNetConfig.small()``), ``mlp_mnist`` (notebook
     02's x0-predicting MLP; ``mlp_mnist_eps`` and ``mlp_mnist_v`` are the same MLP predicting eps
     and v), ``cond_unet_mnist`` (notebook 06), ``mnist_classifier`` and ``mnist_mlp_classifier``
     (notebook 04's judges)."""

@@ -68,6 +68,7 @@ def test_shipped_study_writes_the_sections_notebooks_read_and_keeps_the_rest(tin
     assert got["previous_cond_unet"] == [{"name": "kept"}] and got["note"] == "old note"
     assert got["commands"] == {"cond_unet": "made the old way", "unet": "python -m ddpm_lib train --steps 2"}
     assert got["device"] == "cpu" and got["torch"] == torch.__version__
+    assert got["devices"] == {k: f"cpu, torch {torch.__version__}" for k in studies.SHIPPED_SECTIONS.values()}
     assert [r["name"] for r in got["unet"]] == studies.SHIPPED_SAMPLERS + ["ddim20_eta1_seed1", "ddpm1000_seed1"]
     assert [r["name"] for r in got["cond_unet"]] == ["w0.0", "w0.5", "w1.0", "w2.0", "w3.0",
                                                      "w0.0_ddim20_eta0", "w1.0_ddim20_eta0"]
