@@ -56,7 +56,7 @@ class UNetConfig:
     def small(cls, **overrides) -> "UNetConfig":
         """Half the widths (16, 32, 64): a quarter of the default's FLOPs and parameters, the same
         architecture, meant for CPU budgets of tens of minutes (measured in benchmarks/RESULTS.md).
-        The shipped ``unet_mnist.pt`` is this preset: at 13,000 steps on 2 CPU cores it beats the
+        The shipped ``unet_mnist.pt`` is this preset: at 28,000 steps (2 hours on 2 CPU cores) it beats the
         default width at 4780 and samples 2.6x as fast (benchmarks/RESULTS.md, "A smaller, faster U-Net")."""
         base = dict(base_channels=16)
         base.update(overrides)
