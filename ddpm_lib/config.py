@@ -57,7 +57,7 @@ class UNetConfig:
         """Half the widths (16, 32, 64): a quarter of the default's FLOPs and parameters, the same
         architecture, meant for CPU budgets of tens of minutes (measured in benchmarks/RESULTS.md).
         The shipped ``unet_mnist.pt`` is this preset: at 28,000 steps (2 hours on 2 CPU cores) it beats the
-        default width at 4780 and samples 2.6x as fast (benchmarks/RESULTS.md, "A smaller, faster U-Net")."""
+        default width at 4780 and samples 2.5x as fast (benchmarks/RESULTS.md, "A smaller, faster U-Net")."""
         base = dict(base_channels=16)
         base.update(overrides)
         return cls(**base)
