@@ -12,7 +12,9 @@ order come from the trainer's CPU generator); only the times differ. Each run tr
 images with each sampler (seed 0), scores them (MNIST-FID against the real-data floor, confident
 share, class entropy, the second judge's FID, precision/recall) and, for the MLP, measures the
 x0 error per t on 500 test images. Results go to benchmarks/studies/<study>.json, 64 samples of
-each (model, sampler) to a .pt file beside it.
+each (model, sampler) to a .pt file beside it; with --only, the file's other runs are kept. In the
+recipe study, --draws k scores each run's default sampler with seeds 0 .. k-1 and stores the mean
+(one draw of 1000 moves MNIST-FID by about 0.15 on a good model, more on a young one).
 
 The shipped study trains nothing: it scores given checkpoints (the shipped U-Net with nine
 samplers and two repeats with seed 1, the class-conditional U-Net across guidance weights with
@@ -45,6 +47,9 @@ from ddpm_lib.schedules import Schedule  # noqa: E402
 ERROR_TS = (0, 100, 300, 500, 700, 900, 999)
 SMALL_20MIN_STEPS = 2634  # the small U-Net's steps in 20 minutes on 2 cores (benchmarks/results.json)
 DEFAULT_20MIN_STEPS = 825  # the default U-Net's
+# the small U-Net's images/s at batch 64 and 32 relative to batch 128 on 2 cores (measured 2026-11-27,
+# interleaved: 506, 530, 442 images/s): a smaller batch at the same 20 minutes gets this many more images
+SMALL_IMAGES_PER_S_VS_128 = {64: 1.04, 32: 0.87}
 
 
 # --------------------------------------------------------------------------- recipe pieces
@@ -76,13 +81,15 @@ def weighted_loss_fn(model: torch.nn.Module, schedule: Schedule, weight: str):
 
 
 def train(model_config, steps: int, *, prediction: str = "eps", weight: Optional[str] = None,
-          lr_schedule: str = "constant", ema_decay: float = TrainConfig.ema_decay, data, device) -> dict:
+          lr_schedule: str = "constant", ema_decay: float = TrainConfig.ema_decay,
+          batch_size: int = TrainConfig.batch_size, data, device) -> dict:
     """Train one model for ``steps`` optimizer steps (seed 0) with the recipe given (``weight``:
     "min_snr5" is TrainConfig's min-SNR-5, others come from WEIGHTS; None: unweighted); returns its
     EMA model, schedule and facts."""
     torch.manual_seed(0)
     model = build_model(model_config)
     config = TrainConfig(steps=steps, seed=0, checkpoint_every=0, ema_decay=ema_decay, lr_schedule=lr_schedule,
+                         batch_size=batch_size,
                          min_snr_gamma=5.0 if weight == "min_snr5" else None,
                          warmup_steps=min(TrainConfig.warmup_steps, steps // 5))
     trainer = Trainer(model, DiffusionConfig(prediction=prediction), config, device=device)
@@ -93,7 +100,8 @@ def train(model_config, steps: int, *, prediction: str = "eps", weight: Optional
     train_s = time.time() - t0
     return {"model": trainer.ema.model, "schedule": trainer.schedule, "trainer": trainer,
             "facts": {"steps": steps, "params": count_parameters(model), "prediction": prediction, "weight": weight,
-                      "lr_schedule": lr_schedule, "ema_decay": ema_decay, "train_s": round(train_s, 1),
+                      "lr_schedule": lr_schedule, "ema_decay": ema_decay, "batch_size": batch_size,
+                      "train_s": round(train_s, 1),
                       "loss_last100": sum(trainer.history[-100:]) / max(1, len(trainer.history[-100:]))}}
 
 
@@ -176,6 +184,26 @@ def score(label: str, model, schedule, names: List[str], *, n: int, evaluator: S
                     **{k: v for k, v in rounded(r.as_dict(), 4).items() if not isinstance(v, list)}}
         grids[f"{label}/{key}"] = ((x[:64].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return out
+
+
+def more_draws(label: str, model, schedule, sname: str, draws: int, *, n: int, evaluator: SampleEvaluator,
+               grids: Dict[str, torch.Tensor]) -> Dict[str, dict]:
+    """Sampler ``sname`` scored again with seeds 1 .. draws-1 (seed 0 is the main row): one draw of
+    1000 moves MNIST-FID by about 0.15 on the shipped model, so a close comparison is judged on the
+    mean of several (:func:`with_mean`)."""
+    out: Dict[str, dict] = {}
+    for seed in range(1, draws):
+        out.update(score(label, model, schedule, [sname], n=n, evaluator=evaluator, grids=grids, seed=seed))
+    return out
+
+
+def with_mean(res: Dict[str, dict], sname: str) -> Dict[str, dict]:
+    """``res`` plus ``<sname>_mean``: every number of ``sname`` averaged over its seeds (keys
+    ``sname`` and ``sname_seed<k>``), with ``draws`` and the seeds it averages."""
+    rows = [r for key, r in res.items() if key == sname or key.startswith(f"{sname}_seed")]
+    keys = [k for k, v in rows[0].items() if isinstance(v, (int, float)) and k != "seed"]
+    mean = {k: round(sum(r[k] for r in rows) / len(rows), 4) for k in keys}
+    return {**res, f"{sname}_mean": {**mean, "draws": len(rows), "seeds": [r["seed"] for r in rows]}}
 
 
 # --------------------------------------------------------------------------- the shipped weights
@@ -293,19 +321,28 @@ def mlp_plan(quick: bool, steps: int) -> List[tuple]:
     ]
 
 
+def batch_steps(steps_at_128: int, batch_size: int) -> int:
+    """Optimizer steps of batch ``batch_size`` in the time ``steps_at_128`` steps of batch 128 take
+    (the small U-Net on 2 cores, SMALL_IMAGES_PER_S_VS_128)."""
+    return round(steps_at_128 * 128 / batch_size * SMALL_IMAGES_PER_S_VS_128[batch_size])
+
+
 def recipe_plan(quick: bool) -> List[tuple]:
-    """(name, UNetConfig, steps, prediction, weight, lr schedule, ema decay): one change at a time
-    from TrainConfig()'s recipe at the 20-minute step budget."""
+    """(name, UNetConfig, steps, prediction, weight, lr schedule, ema decay, batch size): one change
+    at a time at the 20-minute budget, from the previous recipe (AdamW 1e-3, constant, EMA 0.999,
+    unweighted eps) and, for the batch sizes, from today's (min-SNR-5) at the same time."""
     S, D = (40, 15) if quick else (SMALL_20MIN_STEPS, DEFAULT_20MIN_STEPS)
     small = UNetConfig.small()
     return [
-        ("base", small, S, "eps", None, "constant", 0.999),
-        ("cosine_lr", small, S, "eps", None, "cosine", 0.999),
-        ("ema_0.995", small, S, "eps", None, "constant", 0.995),
-        ("min_snr5", small, S, "eps", "min_snr5", "constant", 0.999),
-        ("v", small, S, "v", None, "constant", 0.999),
-        ("v_min_snr5", small, S, "v", "min_snr5", "constant", 0.999),
-        ("default_width", UNetConfig(), D, "eps", None, "constant", 0.999),
+        ("base", small, S, "eps", None, "constant", 0.999, 128),
+        ("cosine_lr", small, S, "eps", None, "cosine", 0.999, 128),
+        ("ema_0.995", small, S, "eps", None, "constant", 0.995, 128),
+        ("min_snr5", small, S, "eps", "min_snr5", "constant", 0.999, 128),
+        ("v", small, S, "v", None, "constant", 0.999, 128),
+        ("v_min_snr5", small, S, "v", "min_snr5", "constant", 0.999, 128),
+        ("default_width", UNetConfig(), D, "eps", None, "constant", 0.999, 128),
+        ("min_snr5_batch64", small, batch_steps(S, 64), "eps", "min_snr5", "constant", 0.999, 64),
+        ("min_snr5_batch32", small, batch_steps(S, 32), "eps", "min_snr5", "constant", 0.999, 32),
     ]
 
 
@@ -331,6 +368,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--only", default=None,
                    help=f"comma-separated run names (shipped: sections, of {','.join(SHIPPED_SECTIONS)})")
+    p.add_argument("--draws", type=int, default=1,
+                   help="recipe: score each run's default sampler with this many seeds (0, 1, ...) and store the mean")
     p.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the script (n = 100)")
     p.add_argument("--device", default=None)
     g = p.add_argument_group("shipped", "checkpoints to score; each section runs if its input is given")
@@ -369,17 +408,21 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f"wrote {out}")
         return
     data = load_mnist()
-    runs: List[dict] = json.loads(out.read_text())["runs"] if out.exists() and args.only else []
-    grids: Dict[str, torch.Tensor] = {}
+    # with --only, the other runs (and their sample grids) of an existing file are kept
+    stored = json.loads(out.read_text()) if out.exists() and args.only else {}
+    runs: List[dict] = stored.get("runs", [])
+    samples = out.with_suffix(".samples.pt")
+    grids: Dict[str, torch.Tensor] = torch.load(samples) if stored and samples.exists() else {}
     keep = set(args.only.split(",")) if args.only else None
+    command = " ".join(["python benchmarks/studies.py", *(argv if argv is not None else sys.argv[1:])])
 
     def record(res: dict) -> None:
         nonlocal runs
+        # where and by what command each run was made: runs of one file may come from different sittings
+        res = {**res, "device": str(device), "torch": torch.__version__, "command": command}
         runs = [r for r in runs if r["name"] != res["name"]] + [res]
-        meta = {"study": args.study, "device": str(device), "torch": torch.__version__, "n": n, "seed": 0,
-                "command": " ".join(["python benchmarks/studies.py", *(argv if argv is not None else sys.argv[1:])])}
-        out.write_text(json.dumps({**meta, "runs": runs}, indent=1) + "\n")
-        torch.save(grids, out.with_suffix(".samples.pt"))
+        out.write_text(json.dumps({"study": args.study, "n": n, "seed": 0, "runs": runs}, indent=1) + "\n")
+        torch.save(grids, samples)
 
     if args.study == "mlp":
         names = ["ddim20_eta1", "ddim50_eta1", "dpm20", "dpmL20"] + ([] if args.quick else ["ddpm1000"])
@@ -414,15 +457,17 @@ def main(argv: Optional[List[str]] = None) -> None:
                 torch.save({k: v.half() for k, v in model.state_dict().items()}, out.with_name("small_20min_ema.pt"))
     else:
         names = ["ddim20_eta1", "dpm20", "dpmL20", "ddim50_eta0"]
-        for name, cfg, steps, pred, weight, lr_s, ema in recipe_plan(args.quick):
+        for name, cfg, steps, pred, weight, lr_s, ema, bs in recipe_plan(args.quick):
             if keep and name not in keep:
                 continue
-            print(f"{name}: {pred}, {steps} steps, weight {weight}, lr {lr_s}, ema {ema}", flush=True)
+            print(f"{name}: {pred}, {steps} steps of batch {bs}, weight {weight}, lr {lr_s}, ema {ema}", flush=True)
             got = train(cfg, steps, prediction=pred, weight=weight, lr_schedule=lr_s, ema_decay=ema,
-                        data=data, device=device)
-            record({"name": name, "base_channels": cfg.base_channels, **got["facts"],
-                    "samplers": score(name, got["model"], got["schedule"], names, n=n, evaluator=evaluator,
-                                      grids=grids)})
+                        batch_size=bs, data=data, device=device)
+            res = score(name, got["model"], got["schedule"], names, n=n, evaluator=evaluator, grids=grids)
+            if args.draws > 1:
+                res = with_mean({**res, **more_draws(name, got["model"], got["schedule"], names[0], args.draws,
+                                                     n=n, evaluator=evaluator, grids=grids)}, names[0])
+            record({"name": name, "base_channels": cfg.base_channels, **got["facts"], "samplers": res})
     print(f"wrote {out}")
 
 

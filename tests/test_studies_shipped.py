@@ -119,3 +119,30 @@ def test_a_shipped_row_is_scored_by_the_real_evaluator(tiny_unet_config, shipped
     # per_digit reads the samples as the evaluator does: its accuracy is their mean (2 asked of each digit)
     assert row["accuracy"] == pytest.approx(sum(row["per_digit"]) / 10, abs=1e-4)
     assert sum(row["histogram"]) + round(row["rejected_share"] * N) == N
+
+
+def test_more_draws_scores_new_seeds_and_with_mean_averages_every_number(tiny_unet_config):
+    """--draws k: the default sampler scored again with seeds 1 .. k-1 (other noise, so other images)
+    and a _mean row whose numbers are the plain averages over all k draws."""
+    torch.manual_seed(0)
+    model, schedule = UNet(tiny_unet_config), make_schedule(DiffusionConfig(T=100))
+    grids = {}
+    res = studies.score("m", model, schedule, ["ddim5_eta1"], n=N, evaluator=CheapEvaluator(), grids=grids)
+    res.update(studies.more_draws("m", model, schedule, "ddim5_eta1", 3, n=N, evaluator=CheapEvaluator(),
+                                  grids=grids))
+    assert set(res) == {"ddim5_eta1", "ddim5_eta1_seed1", "ddim5_eta1_seed2"}
+    assert [res[k]["seed"] for k in sorted(res)] == [0, 1, 2]
+    fids = [res[k]["fid"] for k in ("ddim5_eta1", "ddim5_eta1_seed1", "ddim5_eta1_seed2")]
+    assert len(set(fids)) == 3  # CheapEvaluator's "fid" is the images' std: three different draws
+    mean = studies.with_mean(res, "ddim5_eta1")["ddim5_eta1_mean"]
+    assert mean["fid"] == pytest.approx(sum(fids) / 3, abs=1e-4)
+    assert mean["draws"] == 3 and mean["seeds"] == [0, 1, 2] and mean["precision"] == pytest.approx(0.5)
+
+
+def test_batch_steps_keeps_the_training_time_of_the_20_minute_budget():
+    """A smaller batch gets more steps in the same time: images/s ratio x 128 / batch."""
+    assert studies.batch_steps(2634, 64) == round(2634 * 2 * 1.04)
+    assert studies.batch_steps(2634, 32) == round(2634 * 4 * 0.87)
+    names = [row[0] for row in studies.recipe_plan(quick=False)]
+    assert {"min_snr5", "min_snr5_batch64", "min_snr5_batch32"} <= set(names)
+    assert all(len(row) == 8 for row in studies.recipe_plan(quick=True))
