@@ -82,14 +82,14 @@ def weighted_loss_fn(model: torch.nn.Module, schedule: Schedule, weight: str):
 
 def train(model_config, steps: int, *, prediction: str = "eps", weight: Optional[str] = None,
           lr_schedule: str = "constant", ema_decay: float = TrainConfig.ema_decay,
-          batch_size: int = TrainConfig.batch_size, data, device) -> dict:
+          batch_size: int = TrainConfig.batch_size, lr: float = TrainConfig.lr, data, device) -> dict:
     """Train one model for ``steps`` optimizer steps (seed 0) with the recipe given (``weight``:
     "min_snr5" is TrainConfig's min-SNR-5, others come from WEIGHTS; None: unweighted); returns its
     EMA model, schedule and facts."""
     torch.manual_seed(0)
     model = build_model(model_config)
     config = TrainConfig(steps=steps, seed=0, checkpoint_every=0, ema_decay=ema_decay, lr_schedule=lr_schedule,
-                         batch_size=batch_size,
+                         batch_size=batch_size, lr=lr,
                          min_snr_gamma=5.0 if weight == "min_snr5" else None,
                          warmup_steps=min(TrainConfig.warmup_steps, steps // 5))
     trainer = Trainer(model, DiffusionConfig(prediction=prediction), config, device=device)
@@ -100,7 +100,7 @@ def train(model_config, steps: int, *, prediction: str = "eps", weight: Optional
     train_s = time.time() - t0
     return {"model": trainer.ema.model, "schedule": trainer.schedule, "trainer": trainer,
             "facts": {"steps": steps, "params": count_parameters(model), "prediction": prediction, "weight": weight,
-                      "lr_schedule": lr_schedule, "ema_decay": ema_decay, "batch_size": batch_size,
+                      "lr_schedule": lr_schedule, "ema_decay": ema_decay, "batch_size": batch_size, "lr": lr,
                       "train_s": round(train_s, 1),
                       "loss_last100": sum(trainer.history[-100:]) / max(1, len(trainer.history[-100:]))}}
 
@@ -328,21 +328,23 @@ def batch_steps(steps_at_128: int, batch_size: int) -> int:
 
 
 def recipe_plan(quick: bool) -> List[tuple]:
-    """(name, UNetConfig, steps, prediction, weight, lr schedule, ema decay, batch size): one change
-    at a time at the 20-minute budget, from the previous recipe (AdamW 1e-3, constant, EMA 0.999,
-    unweighted eps) and, for the batch sizes, from today's (min-SNR-5) at the same time."""
+    """(name, UNetConfig, steps, prediction, weight, lr schedule, ema decay, batch size, lr): one
+    change at a time at the 20-minute budget, from the previous recipe (AdamW 1e-3, constant, EMA
+    0.999, unweighted eps) and, for the batch sizes and the rate, from today's (min-SNR-5) at the
+    same time."""
     S, D = (40, 15) if quick else (SMALL_20MIN_STEPS, DEFAULT_20MIN_STEPS)
     small = UNetConfig.small()
     return [
-        ("base", small, S, "eps", None, "constant", 0.999, 128),
-        ("cosine_lr", small, S, "eps", None, "cosine", 0.999, 128),
-        ("ema_0.995", small, S, "eps", None, "constant", 0.995, 128),
-        ("min_snr5", small, S, "eps", "min_snr5", "constant", 0.999, 128),
-        ("v", small, S, "v", None, "constant", 0.999, 128),
-        ("v_min_snr5", small, S, "v", "min_snr5", "constant", 0.999, 128),
-        ("default_width", UNetConfig(), D, "eps", None, "constant", 0.999, 128),
-        ("min_snr5_batch64", small, batch_steps(S, 64), "eps", "min_snr5", "constant", 0.999, 64),
-        ("min_snr5_batch32", small, batch_steps(S, 32), "eps", "min_snr5", "constant", 0.999, 32),
+        ("base", small, S, "eps", None, "constant", 0.999, 128, 1e-3),
+        ("cosine_lr", small, S, "eps", None, "cosine", 0.999, 128, 1e-3),
+        ("ema_0.995", small, S, "eps", None, "constant", 0.995, 128, 1e-3),
+        ("min_snr5", small, S, "eps", "min_snr5", "constant", 0.999, 128, 1e-3),
+        ("v", small, S, "v", None, "constant", 0.999, 128, 1e-3),
+        ("v_min_snr5", small, S, "v", "min_snr5", "constant", 0.999, 128, 1e-3),
+        ("default_width", UNetConfig(), D, "eps", None, "constant", 0.999, 128, 1e-3),
+        ("min_snr5_batch64", small, batch_steps(S, 64), "eps", "min_snr5", "constant", 0.999, 64, 1e-3),
+        ("min_snr5_batch32", small, batch_steps(S, 32), "eps", "min_snr5", "constant", 0.999, 32, 1e-3),
+        ("min_snr5_lr2e-3", small, S, "eps", "min_snr5", "constant", 0.999, 128, 2e-3),
     ]
 
 
@@ -457,12 +459,12 @@ def main(argv: Optional[List[str]] = None) -> None:
                 torch.save({k: v.half() for k, v in model.state_dict().items()}, out.with_name("small_20min_ema.pt"))
     else:
         names = ["ddim20_eta1", "dpm20", "dpmL20", "ddim50_eta0"]
-        for name, cfg, steps, pred, weight, lr_s, ema, bs in recipe_plan(args.quick):
+        for name, cfg, steps, pred, weight, lr_s, ema, bs, lr in recipe_plan(args.quick):
             if keep and name not in keep:
                 continue
-            print(f"{name}: {pred}, {steps} steps of batch {bs}, weight {weight}, lr {lr_s}, ema {ema}", flush=True)
+            print(f"{name}: {pred}, {steps} steps of batch {bs}, weight {weight}, lr {lr:g} {lr_s}, ema {ema}", flush=True)
             got = train(cfg, steps, prediction=pred, weight=weight, lr_schedule=lr_s, ema_decay=ema,
-                        batch_size=bs, data=data, device=device)
+                        batch_size=bs, lr=lr, data=data, device=device)
             res = score(name, got["model"], got["schedule"], names, n=n, evaluator=evaluator, grids=grids)
             if args.draws > 1:
                 res = with_mean({**res, **more_draws(name, got["model"], got["schedule"], names[0], args.draws,

@@ -145,4 +145,4 @@ def test_batch_steps_keeps_the_training_time_of_the_20_minute_budget():
     assert studies.batch_steps(2634, 32) == round(2634 * 4 * 0.87)
     names = [row[0] for row in studies.recipe_plan(quick=False)]
     assert {"min_snr5", "min_snr5_batch64", "min_snr5_batch32"} <= set(names)
-    assert all(len(row) == 8 for row in studies.recipe_plan(quick=True))
+    assert all(len(row) == 9 for row in studies.recipe_plan(quick=True))
