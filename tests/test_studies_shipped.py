@@ -146,3 +146,26 @@ def test_batch_steps_keeps_the_training_time_of_the_20_minute_budget():
     names = [row[0] for row in studies.recipe_plan(quick=False)]
     assert {"min_snr5", "min_snr5_batch64", "min_snr5_batch32"} <= set(names)
     assert all(len(row) == 9 for row in studies.recipe_plan(quick=True))
+
+
+def test_recipe_study_with_only_keeps_the_other_runs_and_their_samples(tiny_unet_config, tmp_path, monkeypatch):
+    """Two --only runs into one file: the second keeps the first run's row and its sample grids,
+    and each row records where it ran. Training is stubbed (an untrained tiny U-Net): the
+    bookkeeping is under test, not the recipe."""
+    def fake_train(cfg, steps, **kw):
+        torch.manual_seed(0)
+        return {"model": UNet(tiny_unet_config), "schedule": make_schedule(DiffusionConfig(T=100)),
+                "facts": {"steps": steps, "batch_size": kw["batch_size"], "lr": kw["lr"]}}
+    monkeypatch.setattr(studies, "train", fake_train)
+    monkeypatch.setattr(studies, "SampleEvaluator", lambda device=None: CheapEvaluator())
+    monkeypatch.setattr(studies, "load_mnist", lambda **kw: None)
+    monkeypatch.setattr(studies, "sampler_setting", lambda name: ("ddim", 2, 1.0) if name != "ddim50_eta0" else ("ddim", 3, 0.0))
+    out = tmp_path / "recipe.json"
+    for only in ("base", "min_snr5_batch64"):
+        studies.main(["recipe", "--quick", "--only", only, "--out", str(out), "--device", "cpu", "--draws", "2"])
+    stored = json.loads(out.read_text())
+    assert [r["name"] for r in stored["runs"]] == ["base", "min_snr5_batch64"]
+    assert all(r["device"] == "cpu" and "--only" in r["command"] for r in stored["runs"])
+    assert stored["runs"][1]["batch_size"] == 64 and "ddim20_eta1_mean" in stored["runs"][1]["samplers"]
+    grids = torch.load(out.with_suffix(".samples.pt"), weights_only=True)
+    assert {"base/ddim20_eta1", "base/ddim20_eta1_seed1", "min_snr5_batch64/ddim20_eta1"} <= set(grids)
