@@ -11,8 +11,9 @@
    (half the widths, for short CPU budgets), with the default recipe (``TrainConfig()``: min-SNR-5
    weighting). Peers: the Hugging Face course's diffusers UNet2DModel and denoising-diffusion-pytorch's
    Unet, each noised and weighted by its own library.
-2. Sample: the EMA weights draw ``--n`` images with the contender's own library's DDIM at our default
-   setting (``SamplerConfig()``: 20 steps, eta = 1) for all, the ``HEADLINE`` sampler; ours add
+2. Sample: the EMA weights draw ``--n`` images with the contender's own library's DDIM, 20 steps and
+   eta = 1 for all (the ``HEADLINE`` sampler, which every library has; our default sampler,
+   SDE-DPM-Solver++(2M) on trailing steps, is scored by studies.py); ours add
    DDIM (eta = 0) at each ``--curve`` step count and DDPM-1000 if 1000 is among them. All samplers of
    a model run in one sitting, in chunks of ``CHUNK`` taken in turn (chunk 0 of each sampler, then
    chunk 1, ...), so their seconds compare.
@@ -43,24 +44,24 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from ddpm_lib import (DiffusionConfig, SamplerConfig, TrainConfig, Trainer, UNet, UNetConfig,  # noqa: E402
-                      ddim_sample, ddpm_sample, load_mnist, make_schedule, sample, seed_everything)
+                      ddim_sample, ddpm_sample, load_mnist, make_schedule, seed_everything)
 from ddpm_lib.metrics import SampleEvaluator  # noqa: E402
 
 OURS = {"ours": UNetConfig(), "ours_small": UNetConfig.small()}
 CHUNK = SamplerConfig.cpu_batch  # samples are drawn, timed and cached in chunks of this size, for every contender
-# every contender's main sampler: its library's DDIM at our default steps and eta (ddim20_eta1)
-assert SamplerConfig.sampler == "ddim", "the benchmark compares DDIM across libraries; see SamplerConfig"
-HEADLINE = f"ddim{SamplerConfig.steps}_eta{SamplerConfig.eta:g}"
+# every contender's main sampler: its library's DDIM, 20 steps with eta = 1, a sampler all three libraries have
+HEADLINE_STEPS, HEADLINE_ETA = 20, 1.0
+HEADLINE = f"ddim{HEADLINE_STEPS}_eta{HEADLINE_ETA:g}"
 
 
 # --------------------------------------------------------------------------- the contenders
 # Each contender is (network, Trainer loss(x0, y, generator) or None for the default recipe, {label: draw(n, seed=...)}),
 # with images in [-1, 1] on both ends; the samplers use the network's weights as they are when called.
 def ours(name: str, curve) -> tuple:
-    """Our U-Net with the default recipe (the Trainer's loss); ``sample()``'s default (the HEADLINE
-    sampler), DDIM (eta = 0) with the ``curve``'s step counts, DDPM if 1000 is among them."""
+    """Our U-Net with the default recipe (the Trainer's loss); the HEADLINE sampler (DDIM, steps
+    spread evenly over T-1 .. 0), DDIM (eta = 0) with the ``curve``'s step counts, DDPM if 1000 is among them."""
     model, schedule = UNet(OURS[name]), make_schedule(DiffusionConfig())
-    draw = {HEADLINE: partial(sample, model, schedule, progress=False)}
+    draw = {HEADLINE: partial(ddim_sample, model, schedule, steps=HEADLINE_STEPS, eta=HEADLINE_ETA, progress=False)}
     draw.update({f"ddim{s}": partial(ddim_sample, model, schedule, steps=s, progress=False)
                  for s in sorted(set(curve)) if s < 1000})
     if 1000 in curve:
@@ -89,11 +90,11 @@ def diffusers_contender(curve) -> tuple:
         direction term (grey images, RESULTS.md); use_clipped_model_output re-derives eps from the
         clipped x0, as ddpm_lib and denoising-diffusion-pytorch do."""
         scheduler = DDIMScheduler.from_config(noising.config)
-        scheduler.set_timesteps(SamplerConfig.steps)
+        scheduler.set_timesteps(HEADLINE_STEPS)
         generator = torch.Generator().manual_seed(seed)
         x = torch.randn(n, 1, 28, 28, generator=generator)
         for t in scheduler.timesteps:
-            x = scheduler.step(model(x, t).sample, t, x, eta=SamplerConfig.eta, use_clipped_model_output=True,
+            x = scheduler.step(model(x, t).sample, t, x, eta=HEADLINE_ETA, use_clipped_model_output=True,
                                generator=generator).prev_sample
         return x.clamp(-1, 1)
     return model, loss, {HEADLINE: ddim}
@@ -108,8 +109,8 @@ def ddp_contender(curve) -> tuple:
 
     def ddim(n, seed):
         torch.manual_seed(seed)
-        sampler = GaussianDiffusion(unet, image_size=28, timesteps=1000, sampling_timesteps=SamplerConfig.steps,
-                                    ddim_sampling_eta=SamplerConfig.eta)
+        sampler = GaussianDiffusion(unet, image_size=28, timesteps=1000, sampling_timesteps=HEADLINE_STEPS,
+                                    ddim_sampling_eta=HEADLINE_ETA)
         return sampler.sample(batch_size=n) * 2 - 1
     return unet, lambda x0, y, generator: diffusion((x0 + 1) / 2), {HEADLINE: ddim}
 
@@ -187,7 +188,9 @@ def train(run: Run, name: str, key: str, minutes: float, seed: int) -> None:
     print(f"== training {name} for {minutes} min")
     seed_everything(seed)
     model, loss, _ = CONTENDERS[name](())
-    config = TrainConfig(steps=None, max_minutes=minutes, seed=seed, checkpoint_every=0)
+    # float32 for every contender, as in the stored results (TrainConfig's "auto" would train ours and the
+    # peers in bfloat16 on a CPU that has it)
+    config = TrainConfig(steps=None, max_minutes=minutes, seed=seed, checkpoint_every=0, precision="fp32")
     trainer = Trainer(model, DiffusionConfig(), config, loss_fn=loss, device="cpu")
     trainer.fit(load_mnist())
     torch.save(trainer.ema.model.state_dict(), run.out / f"{name}_{key}.pt")

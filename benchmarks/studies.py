@@ -1,7 +1,7 @@
 """Studies that choose defaults by measurement, each scored with the project's evaluator:
 
     python benchmarks/studies.py mlp       # the MLP as eps / x0 / v predictor, weightings, widths
-    python benchmarks/studies.py samplers  # quality against network calls: DDPM, DDIM eta 0/1, DPM-Solver++
+    python benchmarks/studies.py samplers  # quality against network calls: DDPM, DDIM eta 0/1, DPM-Solver++ and its SDE form
     python benchmarks/studies.py recipe    # the U-Net training recipe at the 20-minute step budget
     python benchmarks/studies.py shipped --unet data/pretrained/unet_mnist.pt \
         --cond data/pretrained/cond_unet_mnist.pt   # the shipped weights' scores (notebooks 03-05)
@@ -106,24 +106,31 @@ def train(model_config, steps: int, *, prediction: str = "eps", weight: Optional
 
 
 # --------------------------------------------------------------------------- samplers and scoring
-def sampler_setting(name: str) -> Tuple[str, int, float]:
-    """A sampler's name in the studies as (sampler, steps, eta) of :func:`ddpm_lib.sample`:
-    ddpm1000 (Algorithm 2 over all T steps; eta 0, which DDPM ignores), ddim<k>_eta<e>, dpm<k>."""
-    if name == "ddpm1000":
-        return "ddpm", 1000, 0.0
+def sampler_setting(name: str) -> Tuple[str, int, float, str]:
+    """A sampler's name in the studies as (sampler, steps, eta, spacing) of :func:`ddpm_lib.sample`:
+    ddpm1000 (Algorithm 2 over all T steps; eta 0, which DDPM ignores), ddim<k>_eta<e>, dpm<k>
+    (DPM-Solver++(2M)) or sde<k> (its SDE form), on steps spread evenly over T-1 .. 0, or with the
+    suffix ``_trail`` on trailing steps (:func:`ddpm_lib.samplers.trailing_timesteps`)."""
+    spacing = "even"
+    if name.endswith("_trail"):
+        name, spacing = name[:-len("_trail")], "trailing"
+    if name == "ddpm1000" and spacing == "even":
+        return "ddpm", 1000, 0.0, spacing
     if name.startswith("ddim") and "_eta" in name:
         k, eta = name[4:].split("_eta")
-        return "ddim", int(k), float(eta)
-    if name.startswith("dpm") and name[3:].isdigit():
-        return "dpm++", int(name[3:]), 0.0
-    raise ValueError(f"unknown sampler {name!r}: expected ddpm1000, ddim<k>_eta<e>, dpm<k> or dpmL<k>")
+        return "ddim", int(k), float(eta), spacing
+    for prefix, sampler in (("dpm", "dpm++"), ("sde", "dpm++sde")):
+        if name.startswith(prefix) and name[len(prefix):].isdigit():
+            return sampler, int(name[len(prefix):]), 0.0, spacing
+    raise ValueError(f"unknown sampler {name!r}: expected ddpm1000, ddim<k>_eta<e>, dpm<k>, sde<k> (each but "
+                     f"ddpm1000 optionally with _trail) or dpmL<k>")
 
 
 def _library_sample(model, schedule, n: int, seed: int, y: Optional[torch.Tensor] = None, guidance: float = 0.0, *,
-                    setting: Tuple[str, int, float]) -> torch.Tensor:
-    sampler, steps, eta = setting
-    return sample(model, schedule, n, sampler=sampler, steps=steps, eta=eta, seed=seed, y=y, guidance=guidance,
-                  progress=False)
+                    setting: Tuple[str, int, float, str]) -> torch.Tensor:
+    sampler, steps, eta, spacing = setting
+    return sample(model, schedule, n, sampler=sampler, steps=steps, eta=eta, spacing=spacing, seed=seed, y=y,
+                  guidance=guidance, progress=False)
 
 
 def _logsnr_dpm_sample(model, schedule, n: int, seed: int, y: Optional[torch.Tensor] = None, guidance: float = 0.0, *,
@@ -208,8 +215,10 @@ def with_mean(res: Dict[str, dict], sname: str) -> Dict[str, dict]:
 
 # --------------------------------------------------------------------------- the shipped weights
 SHIPPED_SAMPLERS = ["ddim20_eta1", "ddim10_eta1", "ddim50_eta1", "ddim20_eta0", "ddim50_eta0",
-                    "dpm10", "dpm20", "dpm50", "ddpm1000"]
-SHIPPED_SEED1 = ["ddim20_eta1", "ddpm1000"]  # drawn again with seed 1: how far the score moves with the seed
+                    "dpm10", "dpm20", "dpm50", "ddpm1000",
+                    "sde10_trail", "sde20_trail", "sde50_trail", "ddim20_eta1_trail", "dpm20_trail", "sde20"]
+# drawn again with seed 1 (and 2): how far the score moves with the seed
+SHIPPED_SEED1 = ["ddim20_eta1", "ddpm1000", "sde20_trail", "sde20_trail_seed2"]
 GUIDANCE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0)  # the class-conditional U-Net at DDIM-20, eta 1
 GUIDANCE_WEIGHTS_ETA0 = (0.0, 1.0)  # and these at DDIM-20, eta 0
 CURVE_SAMPLER = "ddim20_eta1"  # the snapshots of a training run
@@ -225,8 +234,9 @@ def shipped_row(name: str, sname: str, model, schedule, *, n: int, seed: int, ev
     read as each requested digit. Returns (row, images)."""
     x, report, seconds = draw(name, sampler_table([sname])[sname], model, schedule, n, seed=seed,
                               evaluator=evaluator, y=y, guidance=guidance)
-    sampler, steps, eta = sampler_setting(sname)
-    row = {"name": name, "sampler": sampler, "steps": steps, "eta": eta, "guidance": guidance, "seed": seed, "n": n,
+    sampler, steps, eta, spacing = sampler_setting(sname)
+    row = {"name": name, "sampler": sampler, "steps": steps, "eta": eta, "spacing": spacing, "guidance": guidance,
+           "seed": seed, "n": n,
            "sample_s": round(seconds, 2), **rounded(report.as_dict(), 5)}
     if y is not None:
         read_as_asked = predict(evaluator.classifier, x)[1].argmax(1) == y  # "not a digit" is never as asked
@@ -251,23 +261,38 @@ def shipped_sections(only: Optional[str], given: Dict[str, bool]) -> List[str]:
 def shipped_study(out: Path, sections: Sequence[str], *, unet: Optional[str], cond: Optional[str],
                   unet_snapshots: Sequence[str], cond_snapshots: Sequence[str], n: int, quick: bool,
                   device: torch.device, evaluator: SampleEvaluator, commands: Dict[str, str],
-                  note: Optional[str]) -> None:
+                  note: Optional[str], unet_samplers: Optional[Sequence[str]] = None) -> None:
     """Score the given checkpoints with n images a row (n >= 10: the class-conditional rows ask
     for digits 0..9 in turn) and write the sections computed into ``out`` (other keys of an
-    existing file are kept), 64 images of each seed-0 sampler of the U-Net beside it."""
+    existing file are kept), 64 images of each seed-0 sampler of the U-Net beside it. With
+    ``unet_samplers`` (names of SHIPPED_SAMPLERS, or <name>_seed<k>) the unet section recomputes only
+    those rows and keeps the others, in the order of the full section."""
     digits = torch.arange(n) % 10
     names = [s for s in SHIPPED_SAMPLERS if not (quick and s == "ddpm1000")]  # --quick: no 1000-step runs
 
     def unet_rows() -> List[dict]:
         model, schedule = load_model(unet, device=device)
-        rows, grid = [], {}
-        for sname in names:
-            row, x = shipped_row(sname, sname, model, schedule, n=n, seed=0, evaluator=evaluator)
+        plan = [(s, s, 0) for s in names]  # (row name, sampler, seed)
+        plan += [(f"{s}_seed1" if "_seed" not in s else s, s.split("_seed")[0], int(s.split("_seed")[1]) if "_seed" in s
+                  else 1) for s in SHIPPED_SEED1 if s.split("_seed")[0] in names]
+        kept = {r["name"]: r for r in stored.get("unet", [])} if unet_samplers else {}
+        unknown = set(unet_samplers or ()) - {name for name, _, _ in plan}
+        if unknown:
+            raise ValueError(f"--unet-samplers {sorted(unknown)}: not rows of the unet section; choose from "
+                             f"{[name for name, _, _ in plan]}")
+        grid_path = out.with_suffix(".samples.pt")
+        grid = torch.load(grid_path) if unet_samplers and grid_path.exists() else {}
+        rows = []
+        for name, sname, seed in plan:
+            if unet_samplers and name not in unet_samplers:
+                if name in kept:
+                    rows.append(kept[name])
+                continue
+            row, x = shipped_row(name, sname, model, schedule, n=n, seed=seed, evaluator=evaluator)
             rows.append(row)
-            grid[sname] = x[:64].half()
-        rows += [shipped_row(f"{s}_seed1", s, model, schedule, n=n, seed=1, evaluator=evaluator)[0]
-                 for s in SHIPPED_SEED1 if s in names]
-        torch.save(grid, out.with_suffix(".samples.pt"))
+            if seed == 0:
+                grid[sname] = x[:64].half()
+        torch.save({s: grid[s] for s in names if s in grid}, grid_path)
         return rows
 
     def cond_rows() -> List[dict]:
@@ -378,6 +403,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     g.add_argument("--unet", default=None, help="U-Net checkpoint (section unet)")
     g.add_argument("--cond", default=None, help="class-conditional U-Net checkpoint (section cond)")
     g.add_argument("--unet-snapshots", nargs="+", default=[], help="U-Net training snapshots (section unet_curve)")
+    g.add_argument("--unet-samplers", nargs="+", default=None,
+                   help="recompute only these rows of the unet section (e.g. sde20_trail sde20_trail_seed1), keep the rest")
     g.add_argument("--cond-snapshots", nargs="+", default=[], help="their class-conditional twins (cond_curve)")
     g.add_argument("--command-unet", default=None, help="the command that made the U-Net, stored in commands")
     g.add_argument("--command-cond", default=None, help="the command that made the class-conditional U-Net")
@@ -406,7 +433,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         commands = {k: v for k, v in (("unet", args.command_unet), ("cond_unet", args.command_cond)) if v is not None}
         shipped_study(out, sections, unet=args.unet, cond=args.cond, unet_snapshots=args.unet_snapshots,
                       cond_snapshots=args.cond_snapshots, n=n, quick=args.quick, device=device,
-                      evaluator=evaluator, commands=commands, note=args.note)
+                      evaluator=evaluator, commands=commands, note=args.note, unet_samplers=args.unet_samplers)
         print(f"wrote {out}")
         return
     data = load_mnist()
@@ -441,6 +468,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                                       grids=grids)})
     elif args.study == "samplers":
         names = [f"ddim{k}_eta{e}" for k in (10, 20, 50) for e in (0, 1)] + [f"dpm{k}" for k in (10, 20, 50)]
+        names += [f"sde{k}_trail" for k in (10, 20, 50)] + ["ddim20_eta1_trail", "dpm20_trail"]
         names += [f"dpmL{k}" for k in (10, 20)]
         names += [] if args.quick else ["ddpm1000"]
         models = {"shipped": lambda: load_model(pretrained_path("unet_mnist"), device=device),

@@ -14,7 +14,8 @@ from .interpolation import interpolate, noise_for_seed, slerp
 from .models import MLPNoisePredictor, UNet, build_model, count_parameters, eval_mode, sinusoidal_embedding
 from .plotting import image_grid, plot_loss, plot_schedules, save_grid, show_grid, show_strip
 from .samplers import (SampleTrajectory, ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step,
-                       dpm_solver_sample, dpm_solver_step, reverse_loop, sample)
+                       dpm_solver_sample, dpm_solver_step, reverse_loop, sample, spaced_timesteps,
+                       trailing_timesteps)
 from .schedules import PREDICTIONS, VARIANCES, Schedule, cosine_betas, linear_betas, make_schedule, reverse_variance
 from .training import EMA, NonFiniteLossError, Trainer, batch_order, learning_rate, simple_loss_fn
 
@@ -32,7 +33,7 @@ __all__ = [
     "MLPNoisePredictor", "UNet", "build_model", "count_parameters", "eval_mode", "sinusoidal_embedding",
     "image_grid", "plot_loss", "plot_schedules", "save_grid", "show_grid", "show_strip",
     "sample", "SampleTrajectory", "ddim_sample", "ddim_step", "ddim_timesteps", "ddpm_sample", "ddpm_step",
-    "dpm_solver_sample", "dpm_solver_step", "reverse_loop",
+    "dpm_solver_sample", "dpm_solver_step", "reverse_loop", "spaced_timesteps", "trailing_timesteps",
     "PREDICTIONS", "VARIANCES", "Schedule", "cosine_betas", "linear_betas", "make_schedule", "reverse_variance",
     "EMA", "NonFiniteLossError", "Trainer", "batch_order", "learning_rate", "simple_loss_fn",
 ]

@@ -17,7 +17,7 @@ import torch
 
 from .checkpoints import (CheckpointError, OutputLock, check_resumable, check_writable, export_pretrained,
                           load_checkpoint, load_model, read_weights_file, remove_partial_saves, replace_atomically)
-from .config import (LR_SCHEDULES, SAMPLERS, DiffusionConfig, EvalConfig, MLPConfig, SamplerConfig, TrainConfig,
+from .config import (LR_SCHEDULES, PRECISIONS, SAMPLERS, SPACINGS, DiffusionConfig, EvalConfig, MLPConfig, SamplerConfig, TrainConfig,
                      UNetConfig, get_device, seed_everything)
 from .data import MNISTDataError, load_mnist, pretrained_path
 from .metrics.classifier import ARCHS, DEFAULT_EPOCHS, MIN_ACCURACY, ClassifierConfig
@@ -80,7 +80,8 @@ def channels(text: str) -> int:
 
 
 def _sample(model, schedule, n: int, sampler: str, steps: int, seed: int,
-            digit: Optional[int] = None, guidance: Optional[float] = None, eta: float = SamplerConfig.eta):
+            digit: Optional[int] = None, guidance: Optional[float] = None, eta: float = SamplerConfig.eta,
+            spacing: str = SamplerConfig.spacing):
     """Draw n samples; returns (images, requested labels or None, guidance weight used, seconds)."""
     t0 = time.perf_counter()
     if n < 1:
@@ -92,18 +93,18 @@ def _sample(model, schedule, n: int, sampler: str, steps: int, seed: int,
     else:
         y = None if digit is None else torch.full((n,), digit)
     w = default_guidance(y) if guidance is None else guidance
-    x = sample(model, schedule, n, sampler=sampler, steps=steps, eta=eta, seed=seed, y=y, guidance=w)
+    x = sample(model, schedule, n, sampler=sampler, steps=steps, eta=eta, spacing=spacing, seed=seed, y=y, guidance=w)
     return x.cpu(), y, w, time.perf_counter() - t0
 
 
 def _sample_and_save(model, schedule, out: Path, n: int, sampler: str, steps: int, seed: int,
                      digit: Optional[int] = None, guidance: Optional[float] = None,
-                     eta: float = SamplerConfig.eta) -> Path:
-    x, _, w, seconds = _sample(model, schedule, n, sampler, steps, seed, digit, guidance, eta)
+                     eta: float = SamplerConfig.eta, spacing: str = SamplerConfig.spacing) -> Path:
+    x, _, w, seconds = _sample(model, schedule, n, sampler, steps, seed, digit, guidance, eta, spacing)
     out.mkdir(parents=True, exist_ok=True)
     replace_atomically(out / "samples.png", lambda tmp: save_grid(x, str(tmp), nrow=max(1, int(n ** 0.5))))
     replace_atomically(out / "samples.pt", lambda tmp: torch.save(x, tmp))
-    print(f"sampled {n} images ({sampler}{'' if sampler == 'ddpm' else f'-{steps}'}"
+    print(f"sampled {n} images ({sampler}{'' if sampler == 'ddpm' else f'-{steps}, {spacing} steps'}"
           f"{f', guidance w = {w}' if w else ''}) in {seconds:.1f}s -> {out / 'samples.png'}")
     return out / "samples.png"
 
@@ -125,7 +126,8 @@ def _resume_conflicts(args: argparse.Namespace, state: dict) -> List[str]:
     saved = {"model": _model_kind(model), "schedule": diffusion.get("schedule"), "T": diffusion.get("T"),
              "prediction": diffusion.get("prediction", "eps"), "base_channels": model.get("base_channels"),
              **{k: train.get(k) for k in ("batch_size", "lr", "seed", "checkpoint_every", "subset") if k in train},
-             "lr_schedule": train.get("lr_schedule", "constant"), "min_snr_gamma": train.get("min_snr_gamma")}
+             "lr_schedule": train.get("lr_schedule", "constant"), "min_snr_gamma": train.get("min_snr_gamma"),
+             "precision": train.get("precision", "fp32")}
     asked = {dest: (getattr(args, dest) or None) if dest == "min_snr_gamma" else getattr(args, dest)
              for dest in saved if dest in args.given}  # --min-snr-gamma 0 is None (unweighted)
     return [f"--{dest.replace('_', '-')} {getattr(args, dest)} (checkpoint: {saved[dest]})"
@@ -208,6 +210,7 @@ def _train(args: argparse.Namespace, out: Path, state: Optional[dict], resume_fr
         steps = args.steps if args.steps is not None else (None if args.minutes else TrainConfig().steps)
         config = TrainConfig(steps=steps, max_minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
                              lr_schedule=args.lr_schedule, min_snr_gamma=args.min_snr_gamma or None,
+                             precision=args.precision,
                              checkpoint_every=args.checkpoint_every, seed=args.seed, subset=args.subset)
         diffusion = DiffusionConfig(T=args.T, schedule=args.schedule, prediction=args.prediction)
         trainer = Trainer(build_model(model_cfg), diffusion, config, out_dir=out, device=device)
@@ -235,7 +238,7 @@ def _train(args: argparse.Namespace, out: Path, state: Optional[dict], resume_fr
         model, schedule = load_model(trainer.checkpoint_path, device=device)
         sampling = SamplerConfig()
         _sample_and_save(model, schedule, out, args.n_samples, sampling.sampler, min(sampling.steps, schedule.T),
-                         args.seed, eta=sampling.eta)
+                         args.seed, eta=sampling.eta, spacing=sampling.spacing)
     return 0
 
 
@@ -243,7 +246,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model, schedule = load_model(args.checkpoint, ema=not args.raw, device=get_device(args.device))
     check_writable(args.out, "--out")  # before sampling, which can take minutes
     _sample_and_save(model, schedule, Path(args.out), args.n, args.sampler, args.steps, args.seed,
-                     args.digit, args.guidance, args.eta)
+                     args.digit, args.guidance, args.eta, args.spacing)
     return 0
 
 
@@ -261,13 +264,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               "second": load_classifier(args.second_classifier or default_classifier_path("mlp"), device=device)}
     evaluator = SampleEvaluator(judges["classifier"], second=judges["second"])
     x, y, w, seconds = _sample(model, schedule, args.n, args.sampler, args.steps, args.seed,
-                            args.digit, args.guidance, args.eta)
+                            args.digit, args.guidance, args.eta, args.spacing)
     report = evaluator.evaluate(x, digits=y)
     test = load_mnist(train=False).tensors[0]
     memo = memorisation_check(x, evaluator.train_images, test[:args.n])
     result = {"checkpoint": str(args.checkpoint), "sampler": args.sampler,
               "steps": schedule.T if args.sampler == "ddpm" else args.steps,
-              **({} if args.sampler == "ddpm" else {"eta": args.eta}),
+              **({} if args.sampler == "ddpm" else {"spacing": args.spacing}),
+              **({"eta": args.eta} if args.sampler == "ddim" else {}),
               "guidance": w, "digit": args.digit, "sampling_s": round(seconds, 2),
               **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in report.as_dict().items()},
               "memorisation_ratio": round(memo.ratio, 4), "copy_share": round(memo.copy_share, 4),
@@ -332,9 +336,13 @@ def cmd_classifier(args: argparse.Namespace) -> int:
 def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     d = SamplerConfig()
     p.add_argument("--sampler", choices=SAMPLERS, default=d.sampler,
-                   help="ddim, dpm++ (DPM-Solver++(2M)) or ddpm (all T steps) (default: %(default)s)")
+                   help="dpm++sde (SDE-DPM-Solver++(2M)), dpm++ (its deterministic form), ddim or ddpm "
+                        "(all T steps) (default: %(default)s)")
     p.add_argument("--steps", type=positive_int, default=d.steps,
-                   help="DDIM / DPM-Solver++ steps (default: %(default)s)")
+                   help="steps of every sampler but ddpm (default: %(default)s)")
+    p.add_argument("--spacing", choices=SPACINGS, default=d.spacing,
+                   help="where those steps sit: trailing (999, 949, ..., 49 for 20) or even (999 .. 0) "
+                        "(default: %(default)s)")
     p.add_argument("--eta", type=non_negative_float, default=d.eta,
                    help="DDIM noise: 0 deterministic, 1 as much as DDPM (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -367,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after warm-up: constant, or cosine decay to 0 over the budget (default: %(default)s)")
     t.add_argument("--min-snr-gamma", type=non_negative_float, default=train.min_snr_gamma,
                    help="Min-SNR-gamma loss weighting, 0: unweighted L_simple (default: %(default)s)")
+    t.add_argument("--precision", choices=PRECISIONS, default=train.precision,
+                   help="forward pass in fp32, bf16 (autocast; weights stay float32) or auto: bf16 for a --minutes "
+                        "budget without --steps on a CPU with native bfloat16 instructions, else fp32 (default: %(default)s)")
     t.add_argument("--base-channels", type=channels, default=UNetConfig().base_channels,
                    help=f"U-Net width at 28x28 ({UNetConfig.small().base_channels}: UNetConfig.small(), the better "
                         "choice for CPU budgets of tens of minutes; default: %(default)s)")

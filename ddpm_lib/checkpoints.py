@@ -223,7 +223,8 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
 
 # settings added after checkpoints were first written whose default changed the recipe: a
 # checkpoint without them was trained the old way, so it keeps the old value
-BEFORE_ADDED: Dict[str, Dict[str, Any]] = {"train_config": {"min_snr_gamma": None, "lr_schedule": "constant"}}
+BEFORE_ADDED: Dict[str, Dict[str, Any]] = {"train_config": {"min_snr_gamma": None, "lr_schedule": "constant",
+                                                             "precision": "fp32"}}
 
 
 def config_from_state(state: Dict[str, Any], key: str, path: PathLike = "checkpoint", **overrides) -> Any:

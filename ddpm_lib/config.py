@@ -19,7 +19,9 @@ import torch
 
 DEVICE_ENV = "DDPM_DEVICE"
 LR_SCHEDULES = ("constant", "cosine")
-SAMPLERS = ("ddim", "dpm++", "ddpm")  # SamplerConfig.sampler, the CLI's --sampler, ddpm_lib.sample()
+PRECISIONS = ("fp32", "bf16", "auto")  # TrainConfig.precision, the CLI's --precision
+SAMPLERS = ("dpm++sde", "dpm++", "ddim", "ddpm")  # SamplerConfig.sampler, the CLI's --sampler, ddpm_lib.sample()
+SPACINGS = ("trailing", "even")  # SamplerConfig.spacing, the CLI's --spacing
 
 
 @dataclass
@@ -93,6 +95,11 @@ class TrainConfig:
     # counted min(SNR(t), gamma); None = unweighted L_simple. gamma = 5 is the measured best
     # change to the recipe (benchmarks/RESULTS.md, "The training recipe at the 20-minute budget")
     min_snr_gamma: Optional[float] = 5.0
+    # the forward pass and loss in "fp32", or in bfloat16 autocast ("bf16"; weights, optimizer and EMA stay
+    # float32), or "auto": bf16 for a wall-clock budget (max_minutes, no steps) on a CPU with native
+    # bfloat16 instructions (more steps in the same minutes, measured better: benchmarks/RESULTS.md,
+    # "Training in bfloat16 on the CPU"), fp32 otherwise, so a step budget gives the same model anywhere
+    precision: str = "auto"
     weight_decay: float = 0.0
     warmup_steps: int = 200  # linear learning-rate warm-up
     grad_clip: float = 1.0  # max global grad norm, 0 disables
@@ -117,6 +124,7 @@ class TrainConfig:
             ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
             ("min_snr_gamma", self.min_snr_gamma is None or (finite(self.min_snr_gamma) and self.min_snr_gamma > 0),
              "a finite number > 0 or None (unweighted)"),
+            ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}"),
             ("weight_decay", finite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
             ("warmup_steps", finite(self.warmup_steps) and self.warmup_steps >= 0, "an integer >= 0"),
             ("grad_clip", finite(self.grad_clip) and self.grad_clip >= 0, "a finite number >= 0 (0: off)"),
@@ -140,16 +148,19 @@ class TrainConfig:
 
 @dataclass
 class SamplerConfig:
-    """How images are drawn from a trained model: DDIM (Song et al. 2021) with ``steps`` steps
-    and noise level ``eta``, DPM-Solver++(2M) (Lu et al. 2022) with ``steps`` steps, or ancestral
-    DDPM (Algorithm 2, all T steps); classifier-free ``guidance`` weight w for class-conditional
-    models."""
+    """How images are drawn from a trained model: DPM-Solver++(2M) (Lu et al. 2022) in its
+    stochastic (SDE) or deterministic form, or DDIM (Song et al. 2021) with noise level ``eta``,
+    each over ``steps`` steps spread by ``spacing``; or ancestral DDPM (Algorithm 2, all T steps);
+    classifier-free ``guidance`` weight w for class-conditional models."""
 
     # the defaults are the best measured at about 20 network calls, on the shipped U-Net and on a
-    # 20-minute one (benchmarks/RESULTS.md, "The default sampler", "New shipped weights")
-    sampler: str = "ddim"  # "ddim", "dpm++" (DPM-Solver++(2M), deterministic) or "ddpm"
-    steps: int = 20  # DDIM and DPM-Solver++ steps (DDPM always takes T)
+    # 20-minute one (benchmarks/RESULTS.md, "The default sampler: SDE-DPM-Solver++ with trailing steps")
+    sampler: str = "dpm++sde"  # "dpm++sde", "dpm++" (deterministic), "ddim" or "ddpm"
+    steps: int = 20  # steps of every sampler but DDPM (which always takes T)
     eta: float = 1.0  # DDIM only: 0 deterministic, 1 as much noise as DDPM
+    # where the steps sit: "trailing" ends at t = T/steps - 1 and never calls the network at t = 0
+    # (999, 949, ..., 49), "even" spreads them over T-1 .. 0 (ddpm_lib.samplers.spaced_timesteps)
+    spacing: str = "trailing"
     # classifier-free guidance weight w, used only when labels are asked for: the smallest w at
     # which the shipped class-conditional U-Net draws the requested digit at least 98% of the time
     # and 95% for every digit (benchmarks/RESULTS.md, "New shipped weights")

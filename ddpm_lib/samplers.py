@@ -1,5 +1,6 @@
 """Reverse-process samplers: ancestral DDPM (Ho et al. 2020, Algorithm 2), DDIM
-(Song, Meng & Ermon 2021, Eq. 12) and DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2).
+(Song, Meng & Ermon 2021, Eq. 12) and DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2), the
+deterministic solver and its stochastic (SDE) form.
 
 Each sampler is the same loop (:func:`reverse_loop`) over its own one-step function
 (:func:`ddpm_step`, :func:`ddim_step`, :func:`dpm_solver_step`), a plain function of (schedule,
@@ -16,7 +17,7 @@ from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequenc
 import torch
 from tqdm.auto import tqdm
 
-from .config import SAMPLERS, SamplerConfig
+from .config import SAMPLERS, SPACINGS, SamplerConfig
 from .diffusion import eps_and_x0, gather, predict_eps_from_x0, predict_x0_from_eps
 from .guidance import eps_function, guided_eps  # noqa: F401  (guided_eps is part of this module's API)
 from .models import cpu_channels_last, eval_mode, model_device
@@ -71,6 +72,26 @@ def ddim_timesteps(T: int, num_steps: int) -> List[int]:
         return [T - 1]
     span = (T - 1) / (num_steps - 1)
     return [int(T - 1 - i * span + 0.5) if i < num_steps - 1 else 0 for i in range(num_steps)]
+
+
+def trailing_timesteps(T: int, num_steps: int) -> List[int]:
+    """``num_steps`` steps ending one step-width above 0 ("trailing" spacing, Lin et al. 2024,
+    diffusers' ``timestep_spacing="trailing"``): t_i = round(T - i T / num_steps) - 1, i = 0 ..
+    num_steps - 1, so 999, 949, ..., 49 for T = 1000 and 20 steps. The sampler's last step goes from
+    t = T / num_steps - 1 straight to the clean image, instead of calling the network at t = 0,
+    where the noise (sigma = 0.01) is too small for the network to see."""
+    ddim_timesteps(T, num_steps)  # the same checks
+    return [int(round(T - i * T / num_steps)) - 1 for i in range(num_steps)]
+
+
+def spaced_timesteps(T: int, num_steps: int, spacing: str) -> List[int]:
+    """The sampler's path for a ``spacing`` of :data:`ddpm_lib.config.SPACINGS`: ``"even"``
+    (:func:`ddim_timesteps`, T-1 .. 0) or ``"trailing"`` (:func:`trailing_timesteps`, T-1 .. T/num_steps - 1)."""
+    if spacing == "even":
+        return ddim_timesteps(T, num_steps)
+    if spacing == "trailing":
+        return trailing_timesteps(T, num_steps)
+    raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {SPACINGS}")
 
 
 def ddim_step(schedule: Schedule, eps: Tensor, xt: Tensor, t: int, t_prev: int, *,
@@ -270,7 +291,8 @@ def _log_snr(schedule: Schedule, t: int) -> float:
 
 
 def dpm_solver_step(schedule: Schedule, x0: Tensor, xt: Tensor, t: int, t_prev: int, *,
-                    x0_prev: Optional[Tensor] = None, t_last: Optional[int] = None) -> Tensor:
+                    x0_prev: Optional[Tensor] = None, t_last: Optional[int] = None,
+                    noise: Optional[Tensor] = None) -> Tensor:
     """One DPM-Solver++(2M) step x_t -> x_{t_prev} (Lu et al. 2022, Algorithm 2), given the data
     prediction x0 = x_theta(x_t, t) and, for the second-order update, the previous step's
     prediction ``x0_prev`` made at time ``t_last`` (> t):
@@ -282,9 +304,17 @@ def dpm_solver_step(schedule: Schedule, x0: Tensor, xt: Tensor, t: int, t_prev: 
         D      = (1 + 1/(2r)) x0 - 1/(2r) x0_prev,  r = h_last / h    second order,
                  h_last = lambda_t - lambda_{t_last}
 
+    With ``noise`` z the step is the SDE form, SDE-DPM-Solver++(2M) (Lu et al. 2022, the solver
+    for the reverse diffusion SDE; diffusers' ``algorithm_type="sde-dpmsolver++"``), with the same D:
+
+        x_prev = (sigma_prev / sigma_t) e^{-h} x_t + alpha_prev (1 - e^{-2h}) D
+                 + sigma_prev sqrt(1 - e^{-2h}) z
+
+    whose first-order step (D = x0) is DDIM with eta = 1 (:func:`ddim_step`).
+
     The last step, to t_prev = -1 (alpha_prev = 1, sigma_prev = 0, h = inf), is first order and
-    returns x0 whatever ``x0_prev`` is (r = 0 there), as diffusers' DPMSolverMultistepScheduler does
-    with its default final_sigmas_type="zero". Coefficients are computed in float64.
+    returns x0 whatever ``x0_prev`` or ``noise`` is (r = 0 there), as diffusers' DPMSolverMultistepScheduler
+    does with its default final_sigmas_type="zero". Coefficients are computed in float64.
     """
     if not (0 <= t < schedule.T and -1 <= t_prev < t):
         raise ValueError(f"need 0 <= t < T={schedule.T} and -1 <= t_prev < t, got t={t}, t_prev={t_prev}")
@@ -294,7 +324,7 @@ def dpm_solver_step(schedule: Schedule, x0: Tensor, xt: Tensor, t: int, t_prev: 
     if t_last is not None and not t < t_last < schedule.T:
         raise ValueError(f"t_last must be an earlier step of the path, t < t_last < T={schedule.T}; "
                          f"got t={t}, t_last={t_last}")
-    for name, other in (("x0", x0), ("x0_prev", x0_prev)):
+    for name, other in (("x0", x0), ("x0_prev", x0_prev), ("noise", noise)):
         if other is not None and other.shape != xt.shape:
             raise ValueError(f"{name} must have the shape of x_t {list(xt.shape)}, got {list(other.shape)}")
     lam_t, lam_prev = _log_snr(schedule, t), _log_snr(schedule, t_prev)
@@ -306,22 +336,29 @@ def dpm_solver_step(schedule: Schedule, x0: Tensor, xt: Tensor, t: int, t_prev: 
     if x0_prev is not None and t_prev >= 0:
         r = (lam_t - _log_snr(schedule, t_last)) / h  # r = h_last / h
         D = (1 + 1 / (2 * r)) * x0 - 1 / (2 * r) * x0_prev
-    # -alpha_prev (e^{-h} - 1) = -alpha_prev expm1(-h), exact also for small h
-    return (sigma_prev / sigma_t) * xt - alpha_prev * math.expm1(-h) * D
+    if noise is None:
+        # -alpha_prev (e^{-h} - 1) = -alpha_prev expm1(-h), exact also for small h
+        return (sigma_prev / sigma_t) * xt - alpha_prev * math.expm1(-h) * D
+    one_minus_e2h = -math.expm1(-2 * h)  # 1 - e^{-2h}, exact also for small h
+    return ((sigma_prev / sigma_t) * math.exp(-h)) * xt + (alpha_prev * one_minus_e2h) * D \
+        + (sigma_prev * math.sqrt(one_minus_e2h)) * noise
 
 
 def dpm_solver_sample(model: torch.nn.Module, schedule: Schedule, n: int, *, steps: int = SamplerConfig.steps,
                       timesteps: Optional[Sequence[int]] = None, image_shape: Sequence[int] = (1, 28, 28),
                       y: Optional[Tensor] = None, guidance: float = 0.0,
                       generator: Optional[torch.Generator] = None, seed: Optional[int] = None,
-                      clip_x0: bool = True, x_T: Optional[Tensor] = None,
+                      clip_x0: bool = True, x_T: Optional[Tensor] = None, stochastic: bool = False,
                       trajectory_at: Optional[Iterable[int]] = None, progress: bool = True) -> SampleResult:
-    """DPM-Solver++(2M) sampling (Lu et al. 2022, Algorithm 2): deterministic, over ``steps``
-    steps spread by :func:`ddim_timesteps` (or an explicit decreasing ``timesteps`` list) and a
-    final step to t_prev = -1. The first step is first order (DDIM), later ones second order
-    with the x0 predicted one step earlier; the last step returns the final x0 prediction. Each
-    x0 = x_theta(x_t, t) comes from the network's eps (Eq. 15), clipped to [-1, 1] with
-    ``clip_x0``. Other arguments and the result are as for :func:`ddim_sample`."""
+    """DPM-Solver++(2M) sampling (Lu et al. 2022, Algorithm 2) over ``steps`` steps spread by
+    :func:`ddim_timesteps` (or an explicit decreasing ``timesteps`` list) and a final step to
+    t_prev = -1. The first step is first order, later ones second order with the x0 predicted one
+    step earlier; the last step returns the final x0 prediction. Each x0 = x_theta(x_t, t) comes
+    from the network's eps (Eq. 15), clipped to [-1, 1] with ``clip_x0``.
+
+    Deterministic by default (the first step is DDIM with eta = 0); ``stochastic=True`` takes the
+    SDE form, fresh noise at every step but the last (the first step is DDIM with eta = 1): see
+    :func:`dpm_solver_step`. Other arguments and the result are as for :func:`ddim_sample`."""
     schedule = schedule.to(model_device(model))
     path = list(timesteps) if timesteps is not None else ddim_timesteps(schedule.T, steps)
     x0_last: Optional[Tensor] = None  # x_theta at the previous step of the path, and its time
@@ -333,13 +370,14 @@ def dpm_solver_sample(model: torch.nn.Module, schedule: Schedule, n: int, *, ste
         x0 = predict_x0_from_eps(schedule, x, tt, eps)
         if clip_x0:
             x0 = x0.clamp(-1, 1)
-        x_prev = dpm_solver_step(schedule, x0, x, t, t_prev, x0_prev=x0_last, t_last=t_last)
+        x_prev = dpm_solver_step(schedule, x0, x, t, t_prev, x0_prev=x0_last, t_last=t_last, noise=noise)
         x0_last, t_last = x0, t
         return x_prev
 
-    return reverse_loop(model, schedule, n, path, step, noisy=lambda t, t_prev: False,
+    return reverse_loop(model, schedule, n, path, step, noisy=lambda t, t_prev: stochastic and t_prev >= 0,
                         image_shape=image_shape, y=y, guidance=guidance, generator=generator, seed=seed,
-                        x_T=x_T, trajectory_at=trajectory_at, progress=progress, desc="DPM-Solver++ sampling")
+                        x_T=x_T, trajectory_at=trajectory_at, progress=progress,
+                        desc=f"{'SDE-' if stochastic else ''}DPM-Solver++ sampling")
 
 
 def default_guidance(y: Optional[Tensor]) -> float:
@@ -349,20 +387,24 @@ def default_guidance(y: Optional[Tensor]) -> float:
 
 
 def sample(model: torch.nn.Module, schedule: Schedule, n: int, *, sampler: str = SamplerConfig.sampler,
-           steps: int = SamplerConfig.steps, eta: float = SamplerConfig.eta, seed: Optional[int] = SamplerConfig.seed,
+           steps: int = SamplerConfig.steps, eta: float = SamplerConfig.eta,
+           spacing: str = SamplerConfig.spacing, seed: Optional[int] = SamplerConfig.seed,
            y: Optional[Tensor] = None, guidance: Optional[float] = None, progress: bool = True) -> Tensor:
     """n images from ``model`` with the project's default sampler (:class:`SamplerConfig`: the
-    best measured at about 20 network calls), or the one named: ``"ddim"`` (``steps``, ``eta``),
-    ``"dpm++"`` (``steps``) or ``"ddpm"`` (all T steps). The command line samples through this.
-    ``guidance=None`` is :func:`default_guidance`: ``SamplerConfig.guidance`` when labels ``y``
-    are given, 0 for an unconditional draw."""
+    best measured at about 20 network calls), or the one named: ``"dpm++sde"`` (SDE-DPM-Solver++(2M),
+    ``steps``), ``"dpm++"`` (DPM-Solver++(2M), deterministic, ``steps``), ``"ddim"`` (``steps``,
+    ``eta``) or ``"ddpm"`` (all T steps). The steps of the first three are spread by ``spacing``
+    (:func:`spaced_timesteps`). The command line samples through this. ``guidance=None`` is
+    :func:`default_guidance`: ``SamplerConfig.guidance`` when labels ``y`` are given, 0 for an
+    unconditional draw."""
     guidance = default_guidance(y) if guidance is None else guidance
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
     if sampler == "ddpm":
         return ddpm_sample(model, schedule, n, seed=seed, y=y, guidance=guidance, progress=progress)
+    path = spaced_timesteps(schedule.T, steps, spacing)
     if sampler == "ddim":
-        return ddim_sample(model, schedule, n, steps=steps, eta=eta, seed=seed, y=y, guidance=guidance,
+        return ddim_sample(model, schedule, n, timesteps=path, eta=eta, seed=seed, y=y, guidance=guidance,
                            progress=progress)
-    if sampler == "dpm++":
-        return dpm_solver_sample(model, schedule, n, steps=steps, seed=seed, y=y, guidance=guidance,
-                                 progress=progress)
-    raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+    return dpm_solver_sample(model, schedule, n, timesteps=path, seed=seed, y=y, guidance=guidance,
+                             stochastic=sampler == "dpm++sde", progress=progress)

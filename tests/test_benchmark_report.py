@@ -203,13 +203,13 @@ def test_all_samplers_of_a_model_are_drawn_chunk_by_chunk_in_turn(tmp_path, monk
 def test_our_contenders_samplers():
     model, loss, draws = compare.CONTENDERS["ours_small"]((10, 50, 1000))
     assert loss is None  # the Trainer's default recipe
-    assert compare.HEADLINE == "ddim20_eta1"  # SamplerConfig's default, drawn for every contender
+    assert compare.HEADLINE == "ddim20_eta1"  # DDIM-20 with eta = 1, drawn for every contender
     assert set(draws) == {"ddim20_eta1", "ddim10", "ddim50", "ddpm1000"}
     x = draws["ddim10"](2, seed=0)
     assert x.shape == (2, 1, 28, 28) and torch.equal(x, draws["ddim10"](2, seed=0))
     headline = draws["ddim20_eta1"](2, seed=3)
     assert torch.equal(headline, ddpm_lib.sample(model, ddpm_lib.make_schedule(ddpm_lib.DiffusionConfig()), 2,
-                                                 seed=3, progress=False))
+                                                 sampler="ddim", eta=1.0, spacing="even", seed=3, progress=False))
 
 
 def test_spearman_and_discordant_pairs():

@@ -156,7 +156,7 @@ def test_the_demo_shows_the_shipped_model_then_trains_three_minutes_and_scores_b
     monkeypatch.setattr(cli, "demo_scores", lambda checkpoints, n: seen.setdefault("scores", (checkpoints, n)))
     assert cli.main([]) == 0
     assert list(seen) == ["sample", "train", "scores"]  # in this order
-    assert Path(seen["sample"].checkpoint) == pretrained_path("unet_mnist") and seen["sample"].sampler == "ddim"
+    assert Path(seen["sample"].checkpoint) == pretrained_path("unet_mnist") and seen["sample"].sampler == "dpm++sde"
     args = seen["train"]  # the recipe measured best for 3 minutes: the MLP predicting x0
     assert args.minutes == 3 and args.model == "mlp" and args.out == "runs/demo" and args.overwrite
     assert args.prediction == "x0" and args.lr_schedule == "cosine" and not args.min_snr_gamma
@@ -288,6 +288,12 @@ def test_a_new_run_never_replaces_an_earlier_one(tmp_path, capsys):
     capsys.readouterr()
     err = _one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), "--resume", "--prediction", "eps"]))
     assert "--prediction eps (checkpoint: v)" in err
+    # the precision a run trained in is its own too: saved, and a resume asking for another is refused
+    assert main(["train", "--out", str(tmp_path), *TINY, "--overwrite", "--precision", "bf16"]) == 0
+    assert torch.load(ckpt, weights_only=True)["train_config"]["precision"] == "bf16"
+    capsys.readouterr()
+    err = _one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), "--resume", "--precision", "fp32"]))
+    assert "--precision fp32 (checkpoint: bf16)" in err
 
 
 def test_one_run_per_folder_a_stale_lock_is_replaced_and_the_lock_goes_on_exit(tmp_path, capsys, monkeypatch):
@@ -413,7 +419,7 @@ def test_a_one_step_diffusion_trains_and_samples(tmp_path, capsys):
 
     argv = ["train", "--out", str(tmp_path), *TINY[:-4], "--T", "1", "--n-samples", "1", "--device", "cpu"]
     assert main(argv) == 0, capsys.readouterr().err
-    assert "(ddim-1)" in capsys.readouterr().out and (tmp_path / "samples.png").exists()
+    assert "(dpm++sde-1, trailing steps)" in capsys.readouterr().out and (tmp_path / "samples.png").exists()
 
 
 def test_export_and_classifier_replace_an_existing_file_only_with_overwrite(tmp_path, capsys, monkeypatch):

@@ -69,7 +69,11 @@ def test_shipped_study_writes_the_sections_notebooks_read_and_keeps_the_rest(tin
     assert got["commands"] == {"cond_unet": "made the old way", "unet": "python -m ddpm_lib train --steps 2"}
     assert got["device"] == "cpu" and got["torch"] == torch.__version__
     assert got["devices"] == {k: f"cpu, torch {torch.__version__}" for k in studies.SHIPPED_SECTIONS.values()}
-    assert [r["name"] for r in got["unet"]] == studies.SHIPPED_SAMPLERS + ["ddim20_eta1_seed1", "ddpm1000_seed1"]
+    assert [r["name"] for r in got["unet"]] == studies.SHIPPED_SAMPLERS + ["ddim20_eta1_seed1", "ddpm1000_seed1",
+                                                                           "sde20_trail_seed1", "sde20_trail_seed2"]
+    assert [r["seed"] for r in got["unet"][-4:]] == [1, 1, 1, 2]
+    assert got["unet"][studies.SHIPPED_SAMPLERS.index("sde20_trail")]["sampler"] == "dpm++sde"
+
     assert [r["name"] for r in got["cond_unet"]] == ["w0.0", "w0.5", "w1.0", "w2.0", "w3.0",
                                                      "w0.0_ddim20_eta0", "w1.0_ddim20_eta0"]
     assert [r["guidance"] for r in got["cond_unet"]] == [0.0, 0.5, 1.0, 2.0, 3.0, 0.0, 1.0]
@@ -81,17 +85,32 @@ def test_shipped_study_writes_the_sections_notebooks_read_and_keeps_the_rest(tin
         assert all(list(r) == list(committed[key][0]) for r in got[key]), key
         assert all(r["n"] == N and len(r["histogram"]) == 10 for r in got[key])
     ddpm = got["unet"][studies.SHIPPED_SAMPLERS.index("ddpm1000")]
-    assert (ddpm["sampler"], ddpm["steps"], ddpm["seed"]) == ("ddpm", 1000, 0) and got["unet"][-1]["seed"] == 1
+    assert (ddpm["sampler"], ddpm["steps"], ddpm["seed"]) == ("ddpm", 1000, 0)
     for r in got["cond_unet"] + got["cond_unet_training_curve"]:  # 2 samples asked of each digit
         assert len(r["per_digit"]) == 10 and all(a in (0.0, 0.5, 1.0) for a in r["per_digit"])
     assert all(r["accuracy"] is None and "per_digit" not in r for r in got["unet"] + got["unet_training_curve"])
     digits = list(range(10)) * (N // 10)  # the conditional rows ask for digits 0..9 in turn, the others none
-    assert evaluator.asked == [None] * 11 + [digits] * 7 + [None] * 2 + [digits] * 2
+    assert evaluator.asked == [None] * 19 + [digits] * 7 + [None] * 2 + [digits] * 2
 
     samples = torch.load(out.with_suffix(".samples.pt"), weights_only=True)
     assert list(samples) == studies.SHIPPED_SAMPLERS
     assert all(x.dtype == torch.float16 and x.shape == (N, 1, 28, 28) for x in samples.values())
 
+    # --unet-samplers recomputes only the rows named and keeps the others, in the section's order
+    before = {r["name"]: r for r in got["unet"]}
+    grids_before = torch.load(out.with_suffix(".samples.pt"))
+    studies.main(["shipped", "--unet", unet[0], "--only", "unet", "--unet-samplers", "dpm20", "sde20_trail_seed2",
+                  "--n", str(N), "--out", str(out), "--device", "cpu"])
+    again = json.loads(out.read_text())
+    assert [r["name"] for r in again["unet"]] == list(before)
+    changed = {name for name, r in before.items() if again["unet"][list(before).index(name)] != r}
+    assert changed <= {"dpm20", "sde20_trail_seed2"} and "dpm20" in changed  # another checkpoint: other images
+    grids = torch.load(out.with_suffix(".samples.pt"))
+    assert list(grids) == list(grids_before) and not torch.equal(grids["dpm20"], grids_before["dpm20"])
+    assert torch.equal(grids["sde20_trail"], grids_before["sde20_trail"])
+    with pytest.raises(ValueError, match="not rows of the unet section"):
+        studies.main(["shipped", "--unet", unet[0], "--only", "unet", "--unet-samplers", "euler20",
+                      "--n", str(N), "--out", str(out), "--device", "cpu"])
 
 
 def test_shipped_sections_follow_the_inputs_given():
@@ -111,10 +130,10 @@ def test_a_shipped_row_is_scored_by_the_real_evaluator(tiny_unet_config, shipped
     row, x = studies.shipped_row("w1.0", "ddim20_eta1", model, schedule, n=N, seed=3, evaluator=shipped_evaluator,
                                  y=y, guidance=1.0)
     # the images are the library's sampler's, labels and guidance passed through
-    assert torch.equal(x, sample(model, schedule, N, sampler="ddim", steps=20, eta=1.0, seed=3, y=y, guidance=1.0,
+    assert torch.equal(x, sample(model, schedule, N, sampler="ddim", steps=20, eta=1.0, spacing="even", seed=3, y=y, guidance=1.0,
                                  progress=False).cpu())
-    assert {k: row[k] for k in ("name", "sampler", "steps", "eta", "guidance", "seed", "n")} == \
-        {"name": "w1.0", "sampler": "ddim", "steps": 20, "eta": 1.0, "guidance": 1.0, "seed": 3, "n": N}
+    assert {k: row[k] for k in ("name", "sampler", "steps", "eta", "spacing", "guidance", "seed", "n")} == \
+        {"name": "w1.0", "sampler": "ddim", "steps": 20, "eta": 1.0, "spacing": "even", "guidance": 1.0, "seed": 3, "n": N}
     assert row["fid_floor"] == round(shipped_evaluator.fid_floor(N), 5) and row["fid"] > 0 and row["recall"] is not None
     # per_digit reads the samples as the evaluator does: its accuracy is their mean (2 asked of each digit)
     assert row["accuracy"] == pytest.approx(sum(row["per_digit"]) / 10, abs=1e-4)
@@ -159,7 +178,7 @@ def test_recipe_study_with_only_keeps_the_other_runs_and_their_samples(tiny_unet
     monkeypatch.setattr(studies, "train", fake_train)
     monkeypatch.setattr(studies, "SampleEvaluator", lambda device=None: CheapEvaluator())
     monkeypatch.setattr(studies, "load_mnist", lambda **kw: None)
-    monkeypatch.setattr(studies, "sampler_setting", lambda name: ("ddim", 2, 1.0) if name != "ddim50_eta0" else ("ddim", 3, 0.0))
+    monkeypatch.setattr(studies, "sampler_setting", lambda name: ("ddim", 2, 1.0, "even") if name != "ddim50_eta0" else ("ddim", 3, 0.0, "even"))
     out = tmp_path / "recipe.json"
     for only in ("base", "min_snr5_batch64"):
         studies.main(["recipe", "--quick", "--only", only, "--out", str(out), "--device", "cpu", "--draws", "2"])

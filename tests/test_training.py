@@ -435,5 +435,44 @@ def test_checkpoints_from_before_the_recipe_options_resume_unweighted_and_consta
     from ddpm_lib.checkpoints import config_from_state
     state = {"train_config": {"steps": 10, "lr": 1e-3}}  # written before lr_schedule / min_snr_gamma existed
     cfg = config_from_state(state, "train_config")
-    assert cfg.min_snr_gamma is None and cfg.lr_schedule == "constant"
-    assert TrainConfig().min_snr_gamma == 5.0  # new runs get the measured default
+    assert cfg.min_snr_gamma is None and cfg.lr_schedule == "constant" and cfg.precision == "fp32"
+    assert TrainConfig().min_snr_gamma == 5.0 and TrainConfig().precision == "auto"  # new runs get the measured defaults
+
+
+def test_precision_chooses_bfloat16_autocast_only_where_asked(tiny_unet_config, digits):
+    """"bf16" runs the forward pass in bfloat16 (the network's output is bfloat16 inside the step)
+    while the weights, the EMA and the loss stay float32; "fp32" never autocasts; "auto" does only
+    for a wall-clock budget on a CPU with native bfloat16 kernels, so a step budget stays float32
+    (the same model on every machine)."""
+    from ddpm_lib.training import cpu_has_bf16, uses_bf16
+    cpu = torch.device("cpu")
+    timed, stepped = dict(steps=None, max_minutes=20), dict(steps=1000)
+    assert not uses_bf16(TrainConfig(precision="fp32", **timed), cpu)
+    assert uses_bf16(TrainConfig(precision="bf16", **stepped), cpu)
+    assert uses_bf16(TrainConfig(precision="auto", **timed), cpu) == cpu_has_bf16()
+    assert not uses_bf16(TrainConfig(precision="auto", **stepped), cpu)
+    assert not uses_bf16(TrainConfig(precision="auto", steps=1000, max_minutes=20), cpu)  # steps bound it too
+    for device in ("cuda", "mps"):
+        assert not uses_bf16(TrainConfig(precision="auto", **timed), torch.device(device))
+    with pytest.raises(ValueError, match="TrainConfig: precision must be one of"):
+        TrainConfig(precision="half")
+    seen = {}
+    for precision in ("fp32", "bf16"):
+        trainer = _trainer(tiny_unet_config, steps=40, batch_size=32, lr=2e-3, precision=precision)
+        hook = trainer.model.register_forward_hook(lambda m, i, out, p=precision: seen.setdefault(p, out.dtype) and None)
+        history = trainer.fit(digits, progress=False)
+        hook.remove()
+        assert all(p.dtype == torch.float32 for p in [*trainer.model.parameters(), *trainer.ema.model.parameters()])
+        assert all(torch.isfinite(torch.tensor(history))) and sum(history[-10:]) < 0.8 * sum(history[:10]), precision
+    assert seen == {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def test_a_bf16_run_resumes_exactly_and_keeps_its_precision(tiny_unet_config, digits, tmp_path):
+    straight = _trainer(tiny_unet_config, steps=14, precision="bf16")
+    straight.fit(digits, progress=False)
+    first = _trainer(tiny_unet_config, tmp_path, steps=6, precision="bf16")
+    first.fit(digits, progress=False)
+    resumed = Trainer.from_checkpoint(tmp_path / "checkpoint.pt", device="cpu", steps=14)
+    assert resumed.config.precision == "bf16"
+    resumed.fit(digits, progress=False)
+    assert resumed.history == straight.history
