@@ -439,7 +439,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     data = load_mnist()
     # with --only, the other runs (and their sample grids) of an existing file are kept
     stored = json.loads(out.read_text()) if out.exists() and args.only else {}
-    runs: List[dict] = stored.get("runs", [])
+    # runs stored before each run recorded its own device, torch and command take the file's old top-level ones
+    runs: List[dict] = [{**{k: stored[k] for k in ("device", "torch", "command") if k in stored}, **r}
+                        for r in stored.get("runs", [])]
     samples = out.with_suffix(".samples.pt")
     grids: Dict[str, torch.Tensor] = torch.load(samples) if stored and samples.exists() else {}
     keep = set(args.only.split(",")) if args.only else None

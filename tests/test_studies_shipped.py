@@ -188,3 +188,11 @@ def test_recipe_study_with_only_keeps_the_other_runs_and_their_samples(tiny_unet
     assert stored["runs"][1]["batch_size"] == 64 and "ddim20_eta1_mean" in stored["runs"][1]["samplers"]
     grids = torch.load(out.with_suffix(".samples.pt"), weights_only=True)
     assert {"base/ddim20_eta1", "base/ddim20_eta1_seed1", "min_snr5_batch64/ddim20_eta1"} <= set(grids)
+    # a file from before rows recorded their machine: its old rows take the file's top-level one
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"study": "recipe", "device": "NVIDIA H200", "torch": "2.11", "command": "made then",
+                               "n": 100, "seed": 0, "runs": [{"name": "x0", "samplers": {}}]}))
+    studies.main(["recipe", "--quick", "--only", "base", "--out", str(old), "--device", "cpu"])
+    rows = {r["name"]: r for r in json.loads(old.read_text())["runs"]}
+    assert (rows["x0"]["device"], rows["x0"]["torch"], rows["x0"]["command"]) == ("NVIDIA H200", "2.11", "made then")
+    assert rows["base"]["device"] == "cpu"
