@@ -219,7 +219,9 @@ SHIPPED_SAMPLERS = ["ddim20_eta1", "ddim10_eta1", "ddim50_eta1", "ddim20_eta0", 
                     "sde10_trail", "sde20_trail", "sde50_trail", "ddim20_eta1_trail", "dpm20_trail", "sde20"]
 # drawn again with seed 1 (and 2): how far the score moves with the seed
 SHIPPED_SEED1 = ["ddim20_eta1", "ddpm1000", "sde20_trail", "sde20_trail_seed2"]
-GUIDANCE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0)  # the class-conditional U-Net at DDIM-20, eta 1
+# the study's name of the default sampler (SamplerConfig: SDE-DPM-Solver++, 20 trailing steps)
+DEFAULT_SAMPLER = "sde20_trail"
+GUIDANCE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0)  # the class-conditional U-Net with the default sampler
 GUIDANCE_WEIGHTS_ETA0 = (0.0, 1.0)  # and these at DDIM-20, eta 0
 CURVE_SAMPLER = "ddim20_eta1"  # the snapshots of a training run
 # section of the command line -> key in shipped.json
@@ -297,7 +299,7 @@ def shipped_study(out: Path, sections: Sequence[str], *, unet: Optional[str], co
 
     def cond_rows() -> List[dict]:
         model, schedule = load_model(cond, device=device)
-        plan = [(f"w{w}", "ddim20_eta1", w) for w in GUIDANCE_WEIGHTS]
+        plan = [(f"w{w}", DEFAULT_SAMPLER, w) for w in GUIDANCE_WEIGHTS]
         plan += [(f"w{w}_ddim20_eta0", "ddim20_eta0", w) for w in GUIDANCE_WEIGHTS_ETA0]
         return [shipped_row(name, sname, model, schedule, n=n, seed=0, evaluator=evaluator, y=digits, guidance=w)[0]
                 for name, sname, w in plan]

@@ -77,6 +77,10 @@ def test_shipped_study_writes_the_sections_notebooks_read_and_keeps_the_rest(tin
     assert [r["name"] for r in got["cond_unet"]] == ["w0.0", "w0.5", "w1.0", "w2.0", "w3.0",
                                                      "w0.0_ddim20_eta0", "w1.0_ddim20_eta0"]
     assert [r["guidance"] for r in got["cond_unet"]] == [0.0, 0.5, 1.0, 2.0, 3.0, 0.0, 1.0]
+    assert {r["sampler"] for r in got["cond_unet"][:5]} == {"dpm++sde"}  # the guidance sweep uses the default
+    from ddpm_lib import SamplerConfig
+    assert studies.sampler_setting(studies.DEFAULT_SAMPLER) == \
+        (SamplerConfig.sampler, SamplerConfig.steps, 0.0, SamplerConfig.spacing)
     for key in ("unet_training_curve", "cond_unet_training_curve"):  # sorted by step whatever the order given
         assert [(r["name"], r["train_step"]) for r in got[key]] == [("step1", 1), ("step2", 2)]
     # each row has the keys, in order, of the committed file's rows: the notebooks read those
