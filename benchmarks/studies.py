@@ -275,8 +275,10 @@ def shipped_study(out: Path, sections: Sequence[str], *, unet: Optional[str], co
     def unet_rows() -> List[dict]:
         model, schedule = load_model(unet, device=device)
         plan = [(s, s, 0) for s in names]  # (row name, sampler, seed)
-        plan += [(f"{s}_seed1" if "_seed" not in s else s, s.split("_seed")[0], int(s.split("_seed")[1]) if "_seed" in s
-                  else 1) for s in SHIPPED_SEED1 if s.split("_seed")[0] in names]
+        for s in SHIPPED_SEED1:  # "<sampler>" is drawn with seed 1, "<sampler>_seed<k>" with seed k
+            sname, _, k = s.partition("_seed")
+            if sname in names:
+                plan.append((s if k else f"{s}_seed1", sname, int(k) if k else 1))
         kept = {r["name"]: r for r in stored.get("unet", [])} if unet_samplers else {}
         unknown = set(unet_samplers or ()) - {name for name, _, _ in plan}
         if unknown:

@@ -15,7 +15,7 @@ from typing import Callable, List, NoReturn, Optional, Tuple
 
 import torch
 
-from .checkpoints import (CheckpointError, OutputLock, check_resumable, check_writable, export_pretrained,
+from .checkpoints import (BEFORE_ADDED, CheckpointError, OutputLock, check_resumable, check_writable, export_pretrained,
                           load_checkpoint, load_model, read_weights_file, remove_partial_saves, replace_atomically)
 from .config import (LR_SCHEDULES, PRECISIONS, SAMPLERS, SPACINGS, DiffusionConfig, EvalConfig, MLPConfig, SamplerConfig, TrainConfig,
                      UNetConfig, get_device, seed_everything)
@@ -122,12 +122,13 @@ def _resume_conflicts(args: argparse.Namespace, state: dict) -> List[str]:
     """The flags typed with --resume whose value differs from the checkpoint's: a resumed run
     keeps the checkpoint's model, schedule, data and optimiser settings (only --steps and
     --minutes change)."""
-    model, diffusion, train = state["model_config"], state["diffusion_config"], state.get("train_config", {})
+    model, diffusion = state["model_config"], state["diffusion_config"]
+    # settings added since a checkpoint was written take the values its run had (BEFORE_ADDED)
+    train = {**BEFORE_ADDED["train_config"], **state.get("train_config", {})}
     saved = {"model": _model_kind(model), "schedule": diffusion.get("schedule"), "T": diffusion.get("T"),
              "prediction": diffusion.get("prediction", "eps"), "base_channels": model.get("base_channels"),
              **{k: train.get(k) for k in ("batch_size", "lr", "seed", "checkpoint_every", "subset") if k in train},
-             "lr_schedule": train.get("lr_schedule", "constant"), "min_snr_gamma": train.get("min_snr_gamma"),
-             "precision": train.get("precision", "fp32")}
+             **{k: train[k] for k in ("lr_schedule", "min_snr_gamma", "precision")}}
     asked = {dest: (getattr(args, dest) or None) if dest == "min_snr_gamma" else getattr(args, dest)
              for dest in saved if dest in args.given}  # --min-snr-gamma 0 is None (unweighted)
     return [f"--{dest.replace('_', '-')} {getattr(args, dest)} (checkpoint: {saved[dest]})"
