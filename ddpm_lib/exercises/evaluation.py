@@ -1,0 +1,103 @@
+"""Notebook 04's exercises: the Frechet distance behind MNIST-FID, and improved precision."""
+
+from __future__ import annotations
+
+from typing import List
+
+import torch
+
+from ..metrics.precision_recall import manifold_share, precision_recall
+from ..metrics.sample_quality import frechet_distance
+from .cases import fixed
+from .checker import Case, Exercise, Mistake
+
+NOTEBOOK = "04_evaluation"
+Tensor = torch.Tensor
+
+
+# --- frechet_distance ------------------------------------------------------------------------
+
+def _gaussians(dim: int, gen: torch.Generator):
+    a = torch.randn(dim, dim, generator=gen, dtype=torch.float64)
+    return torch.randn(dim, generator=gen, dtype=torch.float64), a @ a.T / dim + 0.1 * torch.eye(dim, dtype=torch.float64)
+
+
+def _frechet_cases() -> List[Case]:
+    gen = torch.Generator().manual_seed(7)
+    cases = []
+    for dim in (4, 6):
+        (mu1, s1), (mu2, s2) = _gaussians(dim, gen), _gaussians(dim, gen)
+        cases.append(Case((mu1, s1, mu2, s2), frechet_distance(mu1, s1, mu2, s2),
+                          fixed(f"two different {dim}-dimensional Gaussians")))
+    mu, s = _gaussians(3, gen)
+    cases.append(Case((mu, s, mu.clone(), s.clone()), frechet_distance(mu, s, mu, s),
+                      fixed("a 3-dimensional Gaussian against itself (the distance is 0)")))
+    return cases
+
+
+def _sqrtm(m: Tensor) -> Tensor:
+    vals, vecs = torch.linalg.eigh((m + m.T) / 2)
+    return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+
+
+def _frechet(mu1, s1, mu2, s2, *, two=2.0, mean_power=2, means=True) -> float:
+    root = _sqrtm(s1)
+    cross = torch.trace(_sqrtm(root @ s2 @ root))
+    mean_term = (mu1 - mu2).norm() ** mean_power if means else 0.0
+    return float(mean_term + s1.trace() + s2.trace() - two * cross)
+
+
+FRECHET_DISTANCE = Exercise(
+    name="frechet_distance", params=("mu1", "sigma1", "mu2", "sigma2"), notebook=NOTEBOOK, cases=_frechet_cases,
+    coverage="Gaussians in 4 and 6 dimensions and a Gaussian against itself",
+    mistakes=(
+        Mistake("the cross term is 2 Tr((sigma1 sigma2)^(1/2)): the factor 2 is missing",
+                lambda m1, s1, m2, s2: _frechet(m1, s1, m2, s2, two=1.0)),
+        Mistake("the mean term ||mu1 - mu2||^2 is missing",
+                lambda m1, s1, m2, s2: _frechet(m1, s1, m2, s2, means=False)),
+        Mistake("the mean term is the squared distance ||mu1 - mu2||^2, not the distance",
+                lambda m1, s1, m2, s2: _frechet(m1, s1, m2, s2, mean_power=1)),
+        Mistake("(sigma1 sigma2)^(1/2) is a matrix square root (of the matrix product), not the element-wise "
+                "square root of sigma1 * sigma2",
+                lambda m1, s1, m2, s2: float((m1 - m2).square().sum() + s1.trace() + s2.trace()
+                                             - 2 * (s1 * s2).abs().sqrt().trace())),
+    ),
+    broadcast_hint="a shape that does not broadcast: sigma1 and sigma2 are [D, D] matrices, mu1 and mu2 [D] vectors",
+    rtol=1e-4, atol=1e-4,  # float32 answers keep about 4 digits of the cross term
+)
+
+
+# --- precision -------------------------------------------------------------------------------
+
+def _precision_cases() -> List[Case]:
+    gen = torch.Generator().manual_seed(8)
+    cases = []
+    for n_real, n_gen, dim, k, shift in ((60, 50, 2, 3, 0.6), (80, 40, 5, 1, 0.3), (40, 70, 3, 5, 1.0)):
+        real = torch.randn(n_real, dim, generator=gen, dtype=torch.float64)
+        generated = torch.randn(n_gen, dim, generator=gen, dtype=torch.float64) * 1.4 + shift
+        cases.append(Case((real, generated, k), precision_recall(real, generated, k)[0],
+                          fixed(f"{n_real} real and {n_gen} generated points in {dim} dimensions, k = {k}")))
+    return cases
+
+
+def _radii_with_self(points: Tensor, k: int) -> Tensor:
+    return torch.cdist(points, points).kthvalue(k, dim=1).values
+
+
+PRECISION = Exercise(
+    name="precision", params=("real", "generated", "k"), notebook=NOTEBOOK, cases=_precision_cases,
+    coverage="three point clouds with k = 1, 3 and 5",
+    mistakes=(
+        Mistake("each real point's radius is the distance to its k-th nearest OTHER real point: the nearest "
+                "point in the distance matrix is the point itself (distance 0), so take the (k + 1)-th smallest",
+                lambda real, gen, k: manifold_share(gen, real, _radii_with_self(real, k))),
+        Mistake("roles swapped: that is recall (real points inside the generated points' balls); precision asks "
+                "how many generated points land inside the real data's balls",
+                lambda real, gen, k: precision_recall(real, gen, k)[1]),
+    ),
+    broadcast_hint="a shape that does not broadcast: torch.cdist(generated, real) gives the [M, N] distances, "
+                   "compare them with the radii as a row [1, N]",
+    rtol=0.0, atol=1e-6,  # a share of M points moves in steps of 1/M; float32 arithmetic is fine
+)
+
+EXERCISES = (FRECHET_DISTANCE, PRECISION)
