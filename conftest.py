@@ -16,7 +16,11 @@ NBVAL_OUTPUT_TIMEOUT_S = 60
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Raise nbval's per-message output timeout on every notebook cell item."""
+    """Mark every notebook cell ``notebooks`` and ``slow`` (``pytest -m "not slow"`` is the fast
+    inner loop), and raise nbval's per-message output timeout on each."""
     for item in items:
+        if str(item.path).endswith(".ipynb"):
+            item.add_marker(pytest.mark.notebooks)
+            item.add_marker(pytest.mark.slow)
         if hasattr(item, "output_timeout"):
             item.output_timeout = NBVAL_OUTPUT_TIMEOUT_S

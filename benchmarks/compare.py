@@ -39,16 +39,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from ddpm_lib import (DiffusionConfig, SamplerConfig, TrainConfig, Trainer, UNet, UNetConfig, ddim_sample,
+                      ddpm_sample, load_mnist, make_schedule, seed_everything)
+from ddpm_lib.files import replace_atomically
+from ddpm_lib.metrics import SampleEvaluator
 
-from ddpm_lib import (DiffusionConfig, SamplerConfig, TrainConfig, Trainer, UNet, UNetConfig,  # noqa: E402
-                      ddim_sample, ddpm_sample, load_mnist, make_schedule, seed_everything)
-from ddpm_lib.metrics import SampleEvaluator  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 OURS = {"ours": UNetConfig(), "ours_small": UNetConfig.small()}
-CHUNK = SamplerConfig.cpu_batch  # samples are drawn, timed and cached in chunks of this size, for every contender
+CHUNK = SamplerConfig().cpu_batch  # samples are drawn, timed and cached in chunks of this size, for every contender
 # every contender's main sampler: its library's DDIM, 20 steps with eta = 1, a sampler all three libraries have
 HEADLINE_STEPS, HEADLINE_ETA = 20, 1.0
 HEADLINE = f"ddim{HEADLINE_STEPS}_eta{HEADLINE_ETA:g}"
@@ -166,9 +165,7 @@ class Run:
 
         if self.path.exists():
             merge_into(self.data, json.loads(self.path.read_text()))
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1))
-        tmp.replace(self.path)
+        replace_atomically(self.path, lambda tmp: tmp.write_text(json.dumps(self.data, indent=1)))
 
     def chunk(self, key: str, n: int, i: int, draw) -> dict:
         """Chunk i of the n samples called ``key``: {"x", "seconds"}, from the cache or drawn now."""
@@ -244,7 +241,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     run = Run(Path(args.out))
-    from report import write_report
+    from report import write_report  # the sibling script: `python benchmarks/compare.py` has this folder on sys.path
 
     if args.command == "report":  # without a run folder here, from the committed results
         write_report(run.data or json.loads((ROOT / "benchmarks" / "results.json").read_text()), ROOT / "benchmarks")

@@ -28,21 +28,19 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ddpm_lib import (DiffusionConfig, MLPConfig, TrainConfig, Trainer, UNetConfig, build_model,  # noqa: E402
-                      count_parameters, get_device, load_checkpoint, load_mnist, load_model, pretrained_path,
-                      prediction_target, q_sample, sample)
-from ddpm_lib.metrics import QualityReport, SampleEvaluator, predict  # noqa: E402
-from ddpm_lib.metrics.diagnostics import loss_per_t  # noqa: E402
-from ddpm_lib.schedules import Schedule  # noqa: E402
+from ddpm_lib import (DiffusionConfig, MLPConfig, TrainConfig, Trainer, UNetConfig, build_model, count_parameters,
+                      get_device, load_checkpoint, load_mnist, load_model, pretrained_path, sample, simple_loss)
+from ddpm_lib.metrics import QualityReport, SampleEvaluator, predict
+from ddpm_lib.metrics.diagnostics import loss_per_t
+from ddpm_lib.schedules import Schedule
+from ddpm_lib.training import LossFn
 
 ERROR_TS = (0, 100, 300, 500, 700, 900, 999)
 SMALL_20MIN_STEPS = 2634  # the small U-Net's steps in 20 minutes on 2 cores (benchmarks/results.json)
@@ -53,30 +51,27 @@ SMALL_IMAGES_PER_S_VS_128 = {64: 1.04, 32: 0.87}
 
 
 # --------------------------------------------------------------------------- recipe pieces
-# a loss weighting the library does not hold, as an x0-space weight w(SNR): the loss is
-# w(SNR) ||x0 - x0_hat||^2, written on the network's own target (||eps - eps_hat||^2 =
-# SNR ||x0 - x0_hat||^2, ||v - v_hat||^2 = (SNR + 1) ||x0 - x0_hat||^2); min-SNR-gamma is
-# TrainConfig.min_snr_gamma
-WEIGHTS: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "snr1_cap20": lambda snr: (snr + 1).clamp(max=20.0),  # v-loss (SNR + 1), capped at small t
+# loss weightings beyond the library's min-SNR-gamma (TrainConfig.min_snr_gamma: "min_snr5" below),
+# each an x0-space weight w(SNR): the loss is w(SNR) ||x0 - x0_hat||^2. They are trained on
+# x0-predicting networks, whose own target is x0, so w multiplies simple_loss's per-sample error as is.
+X0_WEIGHTS: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "snr1_cap20": lambda snr: (snr + 1).clamp(max=20.0),  # the v-loss's SNR + 1, capped at small t
 }
-TARGET_SPACE = {"eps": lambda snr: 1 / snr, "x0": lambda snr: torch.ones_like(snr), "v": lambda snr: 1 / (snr + 1)}
 
 
-def weighted_loss_fn(model: torch.nn.Module, schedule: Schedule, weight: str):
-    """MSE on the prediction type's own target, each sample weighted so that the loss is
-    WEIGHTS[weight](SNR) times the x0 error."""
-    snr_all = schedule.snr()
-    w_x0, to_target = WEIGHTS[weight], TARGET_SPACE[schedule.prediction]
+def weighted_loss_fn(model: torch.nn.Module, schedule: Schedule, weight: str) -> LossFn:
+    """The trainer's loss (t, then eps, drawn from its CPU generator as :func:`simple_loss_fn` draws
+    them) with each sample's x0 error weighted by X0_WEIGHTS[weight](SNR(t))."""
+    if schedule.prediction != "x0":
+        raise ValueError(f"weight {weight!r} is an x0-space weight: train it with prediction='x0', "
+                         f"not {schedule.prediction!r}")
+    snr_all, w_x0 = schedule.snr(), X0_WEIGHTS[weight]
 
     def loss(x0, y, generator):
         t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator).to(x0.device)
         noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-        xt = q_sample(schedule, x0, t, noise)
-        out = model(xt, t) if y is None else model(xt, t, y)
-        per = (out - prediction_target(schedule, x0, t, noise)).pow(2).flatten(1).mean(1)
-        snr = snr_all[t].to(per.dtype)
-        return (w_x0(snr) * to_target(snr) * per).mean()
+        per = simple_loss(model, schedule, x0, t=t, noise=noise, y=y, reduction="none")
+        return (w_x0(snr_all[t].to(per.dtype)) * per).mean()
     return loss
 
 
@@ -84,7 +79,7 @@ def train(model_config, steps: int, *, prediction: str = "eps", weight: Optional
           lr_schedule: str = "constant", ema_decay: float = TrainConfig.ema_decay,
           batch_size: int = TrainConfig.batch_size, lr: float = TrainConfig.lr, data, device) -> dict:
     """Train one model for ``steps`` optimizer steps (seed 0) with the recipe given (``weight``:
-    "min_snr5" is TrainConfig's min-SNR-5, others come from WEIGHTS; None: unweighted); returns its
+    "min_snr5" is TrainConfig's min-SNR-5, others come from X0_WEIGHTS; None: unweighted); returns its
     EMA model, schedule and facts."""
     torch.manual_seed(0)
     model = build_model(model_config)
@@ -390,9 +385,133 @@ def table(stored: dict) -> str:
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+@dataclass
+class Sitting:
+    """What every study of one invocation shares: its output file, n, device and evaluator, and
+    the command line it was given."""
+    out: Path
+    n: int
+    device: torch.device
+    evaluator: SampleEvaluator
+    argv: Optional[List[str]]
+
+
+class StudyFile:
+    """benchmarks/studies/<study>.json and its sample grids beside it (``<study>.samples.pt``):
+    with --only the other runs of an existing file (and their grids) are kept; each run is written
+    as it finishes, with the device, torch and command it was made by."""
+
+    def __init__(self, study: str, sitting: Sitting, only: Optional[str]):
+        self.study, self.out, self.n = study, sitting.out, sitting.n
+        self.device = str(sitting.device)
+        stored = json.loads(self.out.read_text()) if self.out.exists() and only else {}
+        # runs stored before each run recorded its own device, torch and command take the file's old top-level ones
+        self.runs: List[dict] = [{**{k: stored[k] for k in ("device", "torch", "command") if k in stored}, **r}
+                                 for r in stored.get("runs", [])]
+        self.samples = self.out.with_suffix(".samples.pt")
+        self.grids: Dict[str, torch.Tensor] = torch.load(self.samples) if stored and self.samples.exists() else {}
+        self.keep = set(only.split(",")) if only else None
+        argv = sitting.argv if sitting.argv is not None else sys.argv[1:]
+        self.command = " ".join(["python benchmarks/studies.py", *argv])
+
+    def wanted(self, name: str) -> bool:
+        """Whether run ``name`` is to be made (all are without --only)."""
+        return self.keep is None or name in self.keep
+
+    def record(self, res: dict) -> None:
+        """Store run ``res`` (replacing an earlier run of its name) and the sample grids."""
+        # where and by what command each run was made: runs of one file may come from different sittings
+        res = {**res, "device": self.device, "torch": torch.__version__, "command": self.command}
+        self.runs = [r for r in self.runs if r["name"] != res["name"]] + [res]
+        self.out.write_text(json.dumps({"study": self.study, "n": self.n, "seed": 0, "runs": self.runs}, indent=1) + "\n")
+        torch.save(self.grids, self.samples)
+
+
+def run_mlp(args: argparse.Namespace, sitting: Sitting) -> None:
+    """The MLP as eps / x0 / v predictor, weightings and widths (:func:`mlp_plan`), each with its x0
+    error per t on 500 test images."""
+    file, n, evaluator = StudyFile(args.study, sitting, args.only), sitting.n, sitting.evaluator
+    data = load_mnist()
+    names = ["ddim20_eta1", "ddim50_eta1", "dpm20", "dpmL20"] + ([] if args.quick else ["ddpm1000"])
+    test = load_mnist(train=False).tensors[0][:500]
+    for name, cfg, steps, pred, weight, lr_s in mlp_plan(args.quick, args.steps):
+        if not file.wanted(name):
+            continue
+        print(f"{name}: {pred}, {steps} steps, hidden {cfg.hidden}, weight {weight}, lr {lr_s}", flush=True)
+        got = train(cfg, steps, prediction=pred, weight=weight, lr_schedule=lr_s, data=data, device=sitting.device)
+        ts, err = loss_per_t(got["model"], got["schedule"], test, timesteps=ERROR_TS, space="x0")
+        file.record({"name": name, "hidden": cfg.hidden, "blocks": cfg.num_blocks, **got["facts"],
+                     "x0_error": dict(zip(map(str, ts.tolist()), [round(e, 4) for e in err.tolist()])),
+                     "samplers": score(name, got["model"], got["schedule"], names, n=n, evaluator=evaluator,
+                                       grids=file.grids)})
+
+
+def run_samplers(args: argparse.Namespace, sitting: Sitting) -> None:
+    """Quality against network calls: every sampler on the shipped U-Net and on a 20-minute small
+    U-Net (whose EMA weights are kept beside the results), three of them with a second seed."""
+    file, n, evaluator, device = StudyFile(args.study, sitting, args.only), sitting.n, sitting.evaluator, sitting.device
+    data = load_mnist()
+    names = [f"ddim{k}_eta{e}" for k in (10, 20, 50) for e in (0, 1)] + [f"dpm{k}" for k in (10, 20, 50)]
+    names += [f"sde{k}_trail" for k in (10, 20, 50)] + ["ddim20_eta1_trail", "dpm20_trail"]
+    names += [f"dpmL{k}" for k in (10, 20)]
+    names += [] if args.quick else ["ddpm1000"]
+    models = {"shipped": lambda: load_model(pretrained_path("unet_mnist"), device=device),
+              "small_20min": lambda: (lambda g: (g["model"], g["schedule"]))(
+                  train(UNetConfig.small(), 40 if args.quick else SMALL_20MIN_STEPS, data=data, device=device))}
+    for name, build in models.items():
+        if not file.wanted(name):
+            continue
+        print(f"{name}", flush=True)
+        model, schedule = build()
+        res = score(name, model, schedule, names, n=n, evaluator=evaluator, grids=file.grids)
+        for sname in ("ddim20_eta1", "dpm20", "dpmL20"):  # a second sample seed: how much FID moves with it
+            res.update(score(name, model, schedule, [sname], n=n, evaluator=evaluator, grids=file.grids, seed=1))
+        file.record({"name": name, "samplers": res})
+        if name == "small_20min":
+            torch.save({k: v.half() for k, v in model.state_dict().items()}, file.out.with_name("small_20min_ema.pt"))
+
+
+def run_recipe(args: argparse.Namespace, sitting: Sitting) -> None:
+    """The U-Net training recipe at the 20-minute step budget (:func:`recipe_plan`); with --draws k
+    each run's first sampler is scored with k seeds and their mean stored."""
+    file, n, evaluator = StudyFile(args.study, sitting, args.only), sitting.n, sitting.evaluator
+    data = load_mnist()
+    names = ["ddim20_eta1", "dpm20", "dpmL20", "ddim50_eta0"]
+    for name, cfg, steps, pred, weight, lr_s, ema, bs, lr in recipe_plan(args.quick):
+        if not file.wanted(name):
+            continue
+        print(f"{name}: {pred}, {steps} steps of batch {bs}, weight {weight}, lr {lr:g} {lr_s}, ema {ema}", flush=True)
+        got = train(cfg, steps, prediction=pred, weight=weight, lr_schedule=lr_s, ema_decay=ema,
+                    batch_size=bs, lr=lr, data=data, device=sitting.device)
+        res = score(name, got["model"], got["schedule"], names, n=n, evaluator=evaluator, grids=file.grids)
+        if args.draws > 1:
+            res = with_mean({**res, **more_draws(name, got["model"], got["schedule"], names[0], args.draws,
+                                                 n=n, evaluator=evaluator, grids=file.grids)}, names[0])
+        file.record({"name": name, "base_channels": cfg.base_channels, **got["facts"], "samplers": res})
+
+
+def shipped_inputs(args: argparse.Namespace) -> Dict[str, bool]:
+    """Section of the shipped study -> whether its checkpoint(s) were given."""
+    return {"unet": bool(args.unet), "cond": bool(args.cond), "unet_curve": bool(args.unet_snapshots),
+            "cond_curve": bool(args.cond_snapshots)}
+
+
+def run_shipped(args: argparse.Namespace, sitting: Sitting) -> None:
+    """Score the checkpoints given (:func:`shipped_study`); trains nothing."""
+    commands = {k: v for k, v in (("unet", args.command_unet), ("cond_unet", args.command_cond)) if v is not None}
+    shipped_study(sitting.out, shipped_sections(args.only, shipped_inputs(args)), unet=args.unet, cond=args.cond,
+                  unet_snapshots=args.unet_snapshots, cond_snapshots=args.cond_snapshots, n=sitting.n,
+                  quick=args.quick, device=sitting.device, evaluator=sitting.evaluator, commands=commands,
+                  note=args.note, unet_samplers=args.unet_samplers)
+
+
+STUDIES: Dict[str, Callable[[argparse.Namespace, Sitting], None]] = {
+    "mlp": run_mlp, "samplers": run_samplers, "recipe": run_recipe, "shipped": run_shipped}
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("study", choices=["mlp", "samplers", "recipe", "shipped"])
+    p.add_argument("study", choices=list(STUDIES))
     p.add_argument("--table", action="store_true", help="print the stored results as a markdown table")
     p.add_argument("--out", default=None, help="default: benchmarks/studies/<study>.json")
     p.add_argument("--steps", type=int, default=4000, help="mlp: optimizer steps of the hidden-1024 runs")
@@ -413,6 +532,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     g.add_argument("--command-unet", default=None, help="the command that made the U-Net, stored in commands")
     g.add_argument("--command-cond", default=None, help="the command that made the class-conditional U-Net")
     g.add_argument("--note", default=None, help="a note stored with the results")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    p = build_parser()
     args = p.parse_args(argv)
     out = Path(args.out or f"benchmarks/studies/{args.study}.json")
     if args.table:
@@ -421,89 +545,16 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(table(json.loads(out.read_text())))
         return
     n = 100 if args.quick else args.n
-    if args.study == "shipped":
+    if args.study == "shipped":  # refused before the evaluator is built
         if n < 10:
             p.error(f"--n {n}: the shipped study needs n >= 10, so that every digit is asked for")
         try:
-            sections = shipped_sections(args.only, {"unet": bool(args.unet), "cond": bool(args.cond),
-                                                    "unet_curve": bool(args.unet_snapshots),
-                                                    "cond_curve": bool(args.cond_snapshots)})
+            shipped_sections(args.only, shipped_inputs(args))
         except ValueError as err:
             p.error(str(err))
     device = get_device(args.device)
     out.parent.mkdir(parents=True, exist_ok=True)
-    evaluator = SampleEvaluator(device=device)
-    if args.study == "shipped":
-        commands = {k: v for k, v in (("unet", args.command_unet), ("cond_unet", args.command_cond)) if v is not None}
-        shipped_study(out, sections, unet=args.unet, cond=args.cond, unet_snapshots=args.unet_snapshots,
-                      cond_snapshots=args.cond_snapshots, n=n, quick=args.quick, device=device,
-                      evaluator=evaluator, commands=commands, note=args.note, unet_samplers=args.unet_samplers)
-        print(f"wrote {out}")
-        return
-    data = load_mnist()
-    # with --only, the other runs (and their sample grids) of an existing file are kept
-    stored = json.loads(out.read_text()) if out.exists() and args.only else {}
-    # runs stored before each run recorded its own device, torch and command take the file's old top-level ones
-    runs: List[dict] = [{**{k: stored[k] for k in ("device", "torch", "command") if k in stored}, **r}
-                        for r in stored.get("runs", [])]
-    samples = out.with_suffix(".samples.pt")
-    grids: Dict[str, torch.Tensor] = torch.load(samples) if stored and samples.exists() else {}
-    keep = set(args.only.split(",")) if args.only else None
-    command = " ".join(["python benchmarks/studies.py", *(argv if argv is not None else sys.argv[1:])])
-
-    def record(res: dict) -> None:
-        nonlocal runs
-        # where and by what command each run was made: runs of one file may come from different sittings
-        res = {**res, "device": str(device), "torch": torch.__version__, "command": command}
-        runs = [r for r in runs if r["name"] != res["name"]] + [res]
-        out.write_text(json.dumps({"study": args.study, "n": n, "seed": 0, "runs": runs}, indent=1) + "\n")
-        torch.save(grids, samples)
-
-    if args.study == "mlp":
-        names = ["ddim20_eta1", "ddim50_eta1", "dpm20", "dpmL20"] + ([] if args.quick else ["ddpm1000"])
-        test = load_mnist(train=False).tensors[0][:500]
-        for name, cfg, steps, pred, weight, lr_s in mlp_plan(args.quick, args.steps):
-            if keep and name not in keep:
-                continue
-            print(f"{name}: {pred}, {steps} steps, hidden {cfg.hidden}, weight {weight}, lr {lr_s}", flush=True)
-            got = train(cfg, steps, prediction=pred, weight=weight, lr_schedule=lr_s, data=data, device=device)
-            ts, err = loss_per_t(got["model"], got["schedule"], test, timesteps=ERROR_TS, space="x0")
-            record({"name": name, "hidden": cfg.hidden, "blocks": cfg.num_blocks, **got["facts"],
-                    "x0_error": dict(zip(map(str, ts.tolist()), [round(e, 4) for e in err.tolist()])),
-                    "samplers": score(name, got["model"], got["schedule"], names, n=n, evaluator=evaluator,
-                                      grids=grids)})
-    elif args.study == "samplers":
-        names = [f"ddim{k}_eta{e}" for k in (10, 20, 50) for e in (0, 1)] + [f"dpm{k}" for k in (10, 20, 50)]
-        names += [f"sde{k}_trail" for k in (10, 20, 50)] + ["ddim20_eta1_trail", "dpm20_trail"]
-        names += [f"dpmL{k}" for k in (10, 20)]
-        names += [] if args.quick else ["ddpm1000"]
-        models = {"shipped": lambda: load_model(pretrained_path("unet_mnist"), device=device),
-                  "small_20min": lambda: (lambda g: (g["model"], g["schedule"]))(
-                      train(UNetConfig.small(), 40 if args.quick else SMALL_20MIN_STEPS, data=data, device=device))}
-        for name, build in models.items():
-            if keep and name not in keep:
-                continue
-            print(f"{name}", flush=True)
-            model, schedule = build()
-            res = score(name, model, schedule, names, n=n, evaluator=evaluator, grids=grids)
-            for sname in ("ddim20_eta1", "dpm20", "dpmL20"):  # a second sample seed: how much FID moves with it
-                res.update(score(name, model, schedule, [sname], n=n, evaluator=evaluator, grids=grids, seed=1))
-            record({"name": name, "samplers": res})
-            if name == "small_20min":
-                torch.save({k: v.half() for k, v in model.state_dict().items()}, out.with_name("small_20min_ema.pt"))
-    else:
-        names = ["ddim20_eta1", "dpm20", "dpmL20", "ddim50_eta0"]
-        for name, cfg, steps, pred, weight, lr_s, ema, bs, lr in recipe_plan(args.quick):
-            if keep and name not in keep:
-                continue
-            print(f"{name}: {pred}, {steps} steps of batch {bs}, weight {weight}, lr {lr:g} {lr_s}, ema {ema}", flush=True)
-            got = train(cfg, steps, prediction=pred, weight=weight, lr_schedule=lr_s, ema_decay=ema,
-                        batch_size=bs, lr=lr, data=data, device=device)
-            res = score(name, got["model"], got["schedule"], names, n=n, evaluator=evaluator, grids=grids)
-            if args.draws > 1:
-                res = with_mean({**res, **more_draws(name, got["model"], got["schedule"], names[0], args.draws,
-                                                     n=n, evaluator=evaluator, grids=grids)}, names[0])
-            record({"name": name, "base_channels": cfg.base_channels, **got["facts"], "samplers": res})
+    STUDIES[args.study](args, Sitting(out=out, n=n, device=device, evaluator=SampleEvaluator(device=device), argv=argv))
     print(f"wrote {out}")
 
 

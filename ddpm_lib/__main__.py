@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -15,18 +16,21 @@ from typing import Callable, List, NoReturn, Optional, Tuple
 
 import torch
 
-from .checkpoints import (BEFORE_ADDED, CheckpointError, OutputLock, check_resumable, check_writable, export_pretrained,
-                          load_checkpoint, load_model, read_weights_file, remove_partial_saves, replace_atomically)
+from .checkpoints import (CHECKPOINT_NAME, CheckpointError, check_resumable, export_pretrained, load_checkpoint, load_model,
+                          migrated)
 from .config import (LR_SCHEDULES, PRECISIONS, SAMPLERS, SPACINGS, DiffusionConfig, EvalConfig, MLPConfig, SamplerConfig, TrainConfig,
                      UNetConfig, get_device, seed_everything)
-from .data import MNISTDataError, load_mnist, pretrained_path
+from .data import load_mnist, pretrained_path
+from .errors import DDPMError, InputError
+from .files import OutputLock, check_writable, read_weights_file, remove_partial_saves, replace_atomically
 from .metrics.classifier import ARCHS, DEFAULT_EPOCHS, MIN_ACCURACY, ClassifierConfig
 from .models import build_model, config_to_dict, count_parameters
 from .plotting import save_grid
 from .samplers import default_guidance, sample
 from .schedules import PREDICTIONS
-from .training import NonFiniteLossError, Trainer
+from .training import Trainer
 
+DEBUG_ENV = "DDPM_DEBUG"  # =1: every error with its traceback (the library's own errors are one line otherwise)
 MIN_FID_SAMPLES = 100  # evaluate warns below this --n: MNIST-FID is biased and noisy with few samples
 
 
@@ -79,32 +83,36 @@ def channels(text: str) -> int:
                    f"(the U-Net's GroupNorm groups)")
 
 
-def _sample(model, schedule, n: int, sampler: str, steps: int, seed: int,
-            digit: Optional[int] = None, guidance: Optional[float] = None, eta: float = SamplerConfig.eta,
-            spacing: str = SamplerConfig.spacing):
+def _sampler_config(args: argparse.Namespace) -> SamplerConfig:
+    """The SamplerConfig the sampler flags describe (_add_sampler_args: one flag per field)."""
+    return SamplerConfig(sampler=args.sampler, steps=args.steps, eta=args.eta, spacing=args.spacing, seed=args.seed)
+
+
+def _sample(model, schedule, n: int, config: SamplerConfig, digit: Optional[int] = None,
+            guidance: Optional[float] = None):
     """Draw n samples; returns (images, requested labels or None, guidance weight used, seconds)."""
     t0 = time.perf_counter()
     if n < 1:
-        raise ValueError(f"--n must be at least 1, got {n}")
+        raise InputError(f"--n must be at least 1, got {n}")
     if digit is not None and not 0 <= digit <= 9:
-        raise ValueError(f"--digit must be 0..9, got {digit}")
+        raise InputError(f"--digit must be 0..9, got {digit}")
     if getattr(model, "null_label", None) is not None and digit is None:
         y = torch.arange(n) % 10  # a conditional model without --digit: every digit in turn
     else:
         y = None if digit is None else torch.full((n,), digit)
-    w = default_guidance(y) if guidance is None else guidance
-    x = sample(model, schedule, n, sampler=sampler, steps=steps, eta=eta, spacing=spacing, seed=seed, y=y, guidance=w)
+    w = default_guidance(y, config) if guidance is None else guidance
+    x = sample(model, schedule, n, config, y=y, guidance=w)
     return x.cpu(), y, w, time.perf_counter() - t0
 
 
-def _sample_and_save(model, schedule, out: Path, n: int, sampler: str, steps: int, seed: int,
-                     digit: Optional[int] = None, guidance: Optional[float] = None,
-                     eta: float = SamplerConfig.eta, spacing: str = SamplerConfig.spacing) -> Path:
-    x, _, w, seconds = _sample(model, schedule, n, sampler, steps, seed, digit, guidance, eta, spacing)
+def _sample_and_save(model, schedule, out: Path, n: int, config: SamplerConfig, digit: Optional[int] = None,
+                     guidance: Optional[float] = None) -> Path:
+    x, _, w, seconds = _sample(model, schedule, n, config, digit, guidance)
     out.mkdir(parents=True, exist_ok=True)
     replace_atomically(out / "samples.png", lambda tmp: save_grid(x, str(tmp), nrow=max(1, int(n ** 0.5))))
     replace_atomically(out / "samples.pt", lambda tmp: torch.save(x, tmp))
-    print(f"sampled {n} images ({sampler}{'' if sampler == 'ddpm' else f'-{steps}, {spacing} steps'}"
+    c = config
+    print(f"sampled {n} images ({c.sampler}{'' if c.sampler == 'ddpm' else f'-{c.steps}, {c.spacing} steps'}"
           f"{f', guidance w = {w}' if w else ''}) in {seconds:.1f}s -> {out / 'samples.png'}")
     return out / "samples.png"
 
@@ -122,11 +130,10 @@ def _resume_conflicts(args: argparse.Namespace, state: dict) -> List[str]:
     """The flags typed with --resume whose value differs from the checkpoint's: a resumed run
     keeps the checkpoint's model, schedule, data and optimiser settings (only --steps and
     --minutes change)."""
-    model, diffusion = state["model_config"], state["diffusion_config"]
-    # settings added since a checkpoint was written take the values its run had (BEFORE_ADDED)
-    train = {**BEFORE_ADDED["train_config"], **state.get("train_config", {})}
+    # settings added since a checkpoint was written take the values its run had (checkpoints.MIGRATIONS)
+    model, diffusion, train = state["model_config"], migrated(state, "diffusion_config"), migrated(state, "train_config")
     saved = {"model": _model_kind(model), "schedule": diffusion.get("schedule"), "T": diffusion.get("T"),
-             "prediction": diffusion.get("prediction", "eps"), "base_channels": model.get("base_channels"),
+             "prediction": diffusion.get("prediction"), "base_channels": model.get("base_channels"),
              **{k: train.get(k) for k in ("batch_size", "lr", "seed", "checkpoint_every", "subset") if k in train},
              **{k: train[k] for k in ("lr_schedule", "min_snr_gamma", "precision")}}
     asked = {dest: (getattr(args, dest) or None) if dest == "min_snr_gamma" else getattr(args, dest)
@@ -139,10 +146,10 @@ def _budget_left(trainer: Trainer, ckpt: Path) -> None:
     """Refuse a resume whose --steps / --minutes budget the checkpoint has already used up."""
     cfg = trainer.config
     if cfg.steps is not None and trainer.step >= cfg.steps:
-        raise ValueError(f"{ckpt} is at step {trainer.step} already, its budget of {cfg.steps} steps; give more "
+        raise InputError(f"{ckpt} is at step {trainer.step} already, its budget of {cfg.steps} steps; give more "
                          f"--steps (e.g. --steps {trainer.step + max(cfg.steps, 1)}) to train on")
     if cfg.max_minutes is not None and trainer.elapsed_s >= cfg.max_minutes * 60:
-        raise ValueError(f"{ckpt} has trained {trainer.elapsed_s / 60:.1f} minutes already, its budget of "
+        raise InputError(f"{ckpt} has trained {trainer.elapsed_s / 60:.1f} minutes already, its budget of "
                          f"{cfg.max_minutes:g}; give a larger --minutes (it counts earlier time) to train on")
 
 
@@ -161,7 +168,7 @@ def _locked_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     state, resume_from = None, None
     if args.resume:  # refused before anything is created or locked
-        resume_from = out / "checkpoint.pt" if args.resume == "auto" else Path(args.resume)
+        resume_from = out / CHECKPOINT_NAME if args.resume == "auto" else Path(args.resume)
         if not resume_from.exists():
             raise CheckpointError(f"--resume: there is no checkpoint at {resume_from}; leave out --resume to start "
                                   f"a new run, or give the checkpoint's path (--resume PATH)")
@@ -169,7 +176,7 @@ def _locked_train(args: argparse.Namespace) -> int:
         check_resumable(state, resume_from)
         conflicts = _resume_conflicts(args, state)
         if conflicts:
-            raise ValueError(f"--resume continues with the checkpoint's settings, but {'; '.join(conflicts)}; "
+            raise InputError(f"--resume continues with the checkpoint's settings, but {'; '.join(conflicts)}; "
                              f"drop those flags, or start a new run with another --out")
     existed = out.exists()
     lock = OutputLock(out).acquire()  # also finds an unwritable --out now, not at the first checkpoint
@@ -183,7 +190,7 @@ def _locked_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, out: Path, state: Optional[dict], resume_from: Optional[Path]) -> int:
     """cmd_train's work, while it holds the lock on ``out``."""
-    ckpt = out / "checkpoint.pt"
+    ckpt = out / CHECKPOINT_NAME
     removed = remove_partial_saves(ckpt)
     if removed:
         print(f"removed {len(removed)} unfinished checkpoint file(s) that a killed save left in {out}")
@@ -218,7 +225,7 @@ def _train(args: argparse.Namespace, out: Path, state: Optional[dict], resume_fr
     trainer.resume_hint = f"Continue with: python -m ddpm_lib train --out {out} --resume"
     data = load_mnist(subset=trainer.config.subset, download=args.download)
     if trainer.config.batch_size > len(data):
-        raise ValueError(f"--batch-size {trainer.config.batch_size} is larger than the {len(data)} training "
+        raise InputError(f"--batch-size {trainer.config.batch_size} is larger than the {len(data)} training "
                          f"images; lower it, or raise --subset")
     kind = _model_kind(config_to_dict(trainer.model.config))
     if resume_from is not None:
@@ -237,17 +244,16 @@ def _train(args: argparse.Namespace, out: Path, state: Optional[dict], resume_fr
           f"checkpoint {trainer.checkpoint_path}")
     if args.n_samples > 0:
         model, schedule = load_model(trainer.checkpoint_path, device=device)
-        sampling = SamplerConfig()
-        _sample_and_save(model, schedule, out, args.n_samples, sampling.sampler, min(sampling.steps, schedule.T),
-                         args.seed, eta=sampling.eta, spacing=sampling.spacing)
+        default = SamplerConfig()
+        _sample_and_save(model, schedule, out, args.n_samples,
+                         SamplerConfig(steps=min(default.steps, schedule.T), seed=args.seed))
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
     model, schedule = load_model(args.checkpoint, ema=not args.raw, device=get_device(args.device))
     check_writable(args.out, "--out")  # before sampling, which can take minutes
-    _sample_and_save(model, schedule, Path(args.out), args.n, args.sampler, args.steps, args.seed,
-                     args.digit, args.guidance, args.eta, args.spacing)
+    _sample_and_save(model, schedule, Path(args.out), args.n, _sampler_config(args), args.digit, args.guidance)
     return 0
 
 
@@ -264,8 +270,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     judges = {"classifier": load_classifier(args.classifier, device=device),
               "second": load_classifier(args.second_classifier or default_classifier_path("mlp"), device=device)}
     evaluator = SampleEvaluator(judges["classifier"], second=judges["second"])
-    x, y, w, seconds = _sample(model, schedule, args.n, args.sampler, args.steps, args.seed,
-                            args.digit, args.guidance, args.eta, args.spacing)
+    x, y, w, seconds = _sample(model, schedule, args.n, _sampler_config(args), args.digit, args.guidance)
     report = evaluator.evaluate(x, digits=y)
     test = load_mnist(train=False).tensors[0]
     memo = memorisation_check(x, evaluator.train_images, test[:args.n])
@@ -295,7 +300,7 @@ def _refuse_existing(path: Path, flag: str, overwrite: bool) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     if Path(args.out).is_dir():
-        raise ValueError(f"{args.out} is a folder; give the export a file name, e.g. {Path(args.out) / 'model.pt'}")
+        raise InputError(f"{args.out} is a folder; give the export a file name, e.g. {Path(args.out) / 'model.pt'}")
     _refuse_existing(Path(args.out), "output file", args.overwrite)  # e.g. the shipped data/pretrained/ files
     path = export_pretrained(args.checkpoint, args.out, note=args.note)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, EMA weights in float16)")
@@ -312,7 +317,7 @@ def cmd_classifier(args: argparse.Namespace) -> int:
               f"to overwrite it, or write elsewhere with --out", file=sys.stderr)
         return 1
     if out.is_dir():
-        raise ValueError(f"--out {out} is a folder; give a file name such as {out / (args.arch + '.pt')}")
+        raise InputError(f"--out {out} is a folder; give a file name such as {out / (args.arch + '.pt')}")
     if out.resolve() != shipped.resolve():  # --replace-shipped is the shipped file's own --overwrite
         _refuse_existing(out, "--out", args.overwrite)
     check_writable(out.parent, "--out folder")
@@ -362,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
                        allow_abbrev=False)
     t.add_argument("--model", choices=["unet", "cond-unet", "mlp"], default="unet",
                    help="cond-unet: class-conditional U-Net trained with label dropout (for guidance)")
-    t.add_argument("--out", default="runs/unet", help="output folder (checkpoint.pt, samples.png)")
+    t.add_argument("--out", default="runs/unet", help=f"output folder ({CHECKPOINT_NAME}, samples.png)")
     t.add_argument("--schedule", choices=["linear", "cosine"], default=diffusion.schedule)
     t.add_argument("--T", type=positive_int, default=diffusion.T, help="diffusion steps (default: %(default)s)")
     t.add_argument("--prediction", choices=PREDICTIONS, default=diffusion.prediction,
@@ -388,10 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=non_negative_int, default=train.checkpoint_every,
                    help="steps between checkpoints, 0: only at the end (default: %(default)s)")
     t.add_argument("--resume", nargs="?", const="auto", default=None,
-                   help="resume from OUT/checkpoint.pt (or the path given) with its settings; "
+                   help=f"resume from OUT/{CHECKPOINT_NAME} (or the path given) with its settings; "
                         "only --steps and --minutes may change")
     t.add_argument("--overwrite", action="store_true",
-                   help="start a new run even though OUT/checkpoint.pt exists (it is replaced)")
+                   help=f"start a new run even though OUT/{CHECKPOINT_NAME} exists (it is replaced)")
     t.add_argument("--n-samples", type=non_negative_int, default=64, help="images to sample at the end (0: none)")
     t.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     t.add_argument("--download", action="store_true", help="fetch MNIST from the network if missing")
@@ -498,7 +503,7 @@ def run_demo() -> int:
         return code
     print(f"demo 3/3: both scored by the evaluator on {DEMO_EVAL_N} samples each (compare the two with each "
           f"other; `python -m ddpm_lib evaluate` uses 1000)")
-    demo_scores([("shipped U-Net", shipped), (f"your {DEMO_MINUTES}-minute MLP", DEMO_OUT / "checkpoint.pt")],
+    demo_scores([("shipped U-Net", shipped), (f"your {DEMO_MINUTES}-minute MLP", DEMO_OUT / CHECKPOINT_NAME)],
                 DEMO_EVAL_N)
     print(f"images: {DEMO_OUT / 'shipped' / 'samples.png'} (shipped) and {DEMO_OUT / 'samples.png'} (yours)")
     return 0
@@ -519,7 +524,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (MNISTDataError, CheckpointError, NonFiniteLossError, ValueError, RuntimeError, OSError) as err:
+    except (DDPMError, OSError) as err:  # the library's own verdicts, and the file system's
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
         lines = [line for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
         print(f"error: {lines[0]}", file=sys.stderr)  # one line, whatever the library said
         return 1

@@ -11,11 +11,13 @@ import math
 import numbers
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
 import torch
+
+from .errors import InputError, SetupError
 
 DEVICE_ENV = "DDPM_DEVICE"
 LR_SCHEDULES = ("constant", "cosine")
@@ -136,7 +138,7 @@ class TrainConfig:
         ]
         bad = [f"{name} must be {want}, got {getattr(self, name)!r}" for name, ok, want in checks if not ok]
         if bad:
-            raise ValueError("TrainConfig: " + "; ".join(bad))
+            raise InputError("TrainConfig: " + "; ".join(bad))
 
     @classmethod
     def quick(cls, **overrides) -> "TrainConfig":
@@ -169,7 +171,7 @@ class SamplerConfig:
     # the same as in one batch): smaller batches stay in cache and run faster (benchmarks/RESULTS.md,
     # "New shipped weights")
     cpu_batch: int = 125
-    seed: int = 0
+    seed: Optional[int] = 0  # None: fresh noise at every call
 
 
 @dataclass
@@ -188,10 +190,10 @@ def get_device(prefer: Optional[str] = None) -> torch.device:
     if name:
         device = torch.device(name)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {name!r} was asked for but CUDA is not available; "
+            raise SetupError(f"device {name!r} was asked for but CUDA is not available; "
                                f"unset {DEVICE_ENV} or use 'cpu'")
         if device.type == "mps" and not torch.backends.mps.is_available():
-            raise RuntimeError(f"device {name!r} was asked for but MPS is not available; "
+            raise SetupError(f"device {name!r} was asked for but MPS is not available; "
                                f"unset {DEVICE_ENV} or use 'cpu'")
         return device
     if torch.cuda.is_available():

@@ -16,6 +16,10 @@ from typing import Optional, Union
 import torch
 from torch.utils.data import TensorDataset
 
+from .errors import DDPMError, InputError, InputTypeError
+
+MNIST_SHAPE = (1, 28, 28)  # (channels, height, width) of an MNIST image
+
 DATA_ENV = "DDPM_DATA"
 
 # uncompressed IDX files: (bytes, md5) of the originals by LeCun, Cortes & Burges (CC BY-SA 3.0)
@@ -27,7 +31,7 @@ MNIST_FILES = {
 }
 
 
-class MNISTDataError(RuntimeError):
+class MNISTDataError(DDPMError, RuntimeError):
     """An MNIST file is missing or does not match the original's checksum."""
 
 
@@ -123,7 +127,7 @@ def load_mnist(root: Union[str, Path, None] = None, *, train: bool = True,
     labels = ds.targets.long()
     if subset is not None:
         if not 0 < subset <= len(labels):
-            raise ValueError(f"subset must be in [1, {len(labels)}], got {subset}")
+            raise InputError(f"subset must be in [1, {len(labels)}], got {subset}")
         keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:subset]
         images, labels = images[keep], labels[keep]
     return TensorDataset(images, labels)
@@ -140,16 +144,16 @@ def to_model_range(x: torch.Tensor, *, max_value: Optional[float] = None) -> tor
     255 for integer pixels (uint8, as MNIST's files store them) and to 1 for floats; give
     ``max_value=255`` for float pixels 0..255. Values outside [0, max_value] are refused."""
     if x.dtype == torch.bool or x.is_complex():
-        raise TypeError(f"to_model_range takes pixel values (integers 0..255 or floats), got dtype {x.dtype}")
+        raise InputTypeError(f"to_model_range takes pixel values (integers 0..255 or floats), got dtype {x.dtype}")
     if max_value is None:
         max_value = 1.0 if x.is_floating_point() else 255.0
     if not (math.isfinite(max_value) and max_value > 0):
-        raise ValueError(f"max_value must be a finite number > 0, got {max_value}")
+        raise InputError(f"max_value must be a finite number > 0, got {max_value}")
     x = x.float()
     if x.numel():
         lo, hi = (float(v) for v in torch.aminmax(x))
         if not (0 <= lo and hi <= max_value):  # also refuses NaN
-            raise ValueError(f"to_model_range expects values in [0, {max_value:g}], got [{lo:.4g}, {hi:.4g}]"
+            raise InputError(f"to_model_range expects values in [0, {max_value:g}], got [{lo:.4g}, {hi:.4g}]"
                              + ("; float pixels 0..255 need max_value=255" if 1 < hi <= 255 else ""))
     return x / (max_value / 2) - 1
 
@@ -158,7 +162,13 @@ def _range_fix(call: str = "to_model_range(images)") -> str:
     return f"rescale them with ddpm_lib.data.{call} (-> [-1, 1]), or load MNIST with load_mnist()"
 
 
-def check_model_range(images: torch.Tensor, what: str = "images", tolerance: float = 1e-3) -> None:
+# how far outside [-1, 1] data may lie and still count as in range: float32 rounding where data
+# enter (Trainer.fit, bits/dim), a sampler's small overshoot for samples (the evaluator)
+RANGE_TOLERANCE = 1e-3
+SAMPLE_RANGE_TOLERANCE = 0.5
+
+
+def check_model_range(images: torch.Tensor, what: str = "images", tolerance: float = RANGE_TOLERANCE) -> None:
     """Raise :class:`ValueError` naming the fix (:func:`to_model_range`) unless ``images`` are
     finite floats in the model's data space [-1, 1] (to within ``tolerance``): integer pixels
     (uint8), NaN or inf, values beyond [-1, 1] (pixels 0..255 as floats) and images in [0, 1]
@@ -166,16 +176,16 @@ def check_model_range(images: torch.Tensor, what: str = "images", tolerance: flo
     refused. One pass over the tensor: call it once where data enter (``Trainer.fit``), not per
     batch."""
     if not images.is_floating_point():
-        raise ValueError(f"{what} are {images.dtype} pixels, but the model takes floats in [-1, 1]; {_range_fix()}")
+        raise InputError(f"{what} are {images.dtype} pixels, but the model takes floats in [-1, 1]; {_range_fix()}")
     if not images.numel():
         return
     lo, hi = (float(v) for v in torch.aminmax(images.detach()))
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"{what} contain NaN or inf; reload them (load_mnist()) or find where they were damaged")
+        raise InputError(f"{what} contain NaN or inf; reload them (load_mnist()) or find where they were damaged")
     if lo < -1 - tolerance or hi > 1 + tolerance:
         pixels = 0 <= lo and hi <= 255  # float pixels 0..255
-        raise ValueError(f"{what} must be scaled to [-1, 1], got range [{lo:.4g}, {hi:.4g}]; "
+        raise InputError(f"{what} must be scaled to [-1, 1], got range [{lo:.4g}, {hi:.4g}]; "
                          + _range_fix("to_model_range(images, max_value=255)" if pixels else "to_model_range"))
     if lo >= 0 and hi > 0:
-        raise ValueError(f"{what} lie in [{lo:.4g}, {hi:.4g}] with no value below 0, like images in [0, 1]; the "
+        raise InputError(f"{what} lie in [{lo:.4g}, {hi:.4g}] with no value below 0, like images in [0, 1]; the "
                          f"model's data space is [-1, 1] (black is -1): {_range_fix()}")

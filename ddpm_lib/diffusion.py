@@ -11,6 +11,7 @@ from typing import Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from .errors import InputError, InputTypeError
 from .schedules import Schedule
 
 Tensor = torch.Tensor
@@ -23,7 +24,9 @@ def gather(coeffs: Tensor, t: Tensor, like: Tensor) -> Tensor:
     return out.reshape(-1, *([1] * (like.ndim - 1))).to(like.dtype)
 
 
-# |x0| beyond this is not data in [-1, 1]: pixels 0..255 never rescaled (unit-Gaussian test data pass)
+# the per-step guard of q_sample, not the range check: |x0| beyond this cannot be data at all (pixels
+# 0..255 never rescaled; unit-Gaussian test data pass). Data are checked against [-1, 1] once, where
+# they enter: ddpm_lib.data.check_model_range (Trainer.fit, the evaluator, bits/dim)
 X0_LIMIT = 10.0
 
 
@@ -31,7 +34,7 @@ def check_x0_type(x0: Tensor) -> None:
     """Raise a clear error unless x0 is a float tensor: integer pixels (uint8) would turn every
     coefficient into an integer and x_t into zeros."""
     if not isinstance(x0, Tensor) or not x0.is_floating_point():
-        raise TypeError(f"x0 must be a float tensor of data in [-1, 1], got {getattr(x0, 'dtype', type(x0).__name__)}; "
+        raise InputTypeError(f"x0 must be a float tensor of data in [-1, 1], got {getattr(x0, 'dtype', type(x0).__name__)}; "
                         "rescale pixels with ddpm_lib.data.to_model_range(x0)")
 
 
@@ -46,18 +49,18 @@ def check_timesteps(t: Union[Tensor, int], batch: int, T: int, device: torch.dev
     step's ``loss.item()`` waits for the device anyway). The finer check of the data ([0, 1]
     images, a little outside [-1, 1]) is made once, where they enter: ``Trainer.fit``."""
     if isinstance(t, bool) or (isinstance(t, Tensor) and t.dtype == torch.bool):
-        raise TypeError(f"t must hold integer steps in [0, {T}), got a bool (True/False is not a step); "
+        raise InputTypeError(f"t must hold integer steps in [0, {T}), got a bool (True/False is not a step); "
                         "pass step numbers as an int or a torch.long tensor")
     if isinstance(t, int):
         t = torch.full((batch,), t, dtype=torch.long, device=device)
     if not isinstance(t, Tensor):
-        raise TypeError(f"t must be an int or a tensor of ints, got {type(t).__name__}")
+        raise InputTypeError(f"t must be an int or a tensor of ints, got {type(t).__name__}")
     if t.is_floating_point() or t.is_complex():
-        raise TypeError(f"t must hold integer steps in [0, {T}), got dtype {t.dtype}; use t.long()")
+        raise InputTypeError(f"t must hold integer steps in [0, {T}), got dtype {t.dtype}; use t.long()")
     if t.ndim == 0:
         t = t.expand(batch)
     if t.shape != (batch,):
-        raise ValueError(f"t must have shape [{batch}] (one step per sample), got {tuple(t.shape)}")
+        raise InputError(f"t must have shape [{batch}] (one step per sample), got {tuple(t.shape)}")
     t = t.long().to(device)
     read = [t.min(), t.max()] if t.numel() else []
     if x0 is not None and x0.numel():
@@ -66,14 +69,14 @@ def check_timesteps(t: Union[Tensor, int], batch: int, T: int, device: torch.dev
         return t
     values = torch.stack([v.float() for v in read]).tolist()  # the one device-to-host read
     if t.numel() and (values[0] < 0 or values[1] >= T):
-        raise ValueError(f"t must lie in [0, T) = [0, {T}); got values in "
+        raise InputError(f"t must lie in [0, T) = [0, {T}); got values in "
                          f"[{int(t.min())}, {int(t.max())}]. Code uses 0-based steps: paper t = code t + 1")
     if x0 is not None and x0.numel() and not values[-1] <= X0_LIMIT:  # NaN compares False: refused too
         x0 = x0.detach()
         if not torch.isfinite(x0).all():
-            raise ValueError("x0 contains NaN or inf; find where the data were damaged (load_mnist() gives clean "
+            raise InputError("x0 contains NaN or inf; find where the data were damaged (load_mnist() gives clean "
                              "data in [-1, 1])")
-        raise ValueError(f"x0 must be data in [-1, 1], got values in [{float(x0.min()):.4g}, {float(x0.max()):.4g}]; "
+        raise InputError(f"x0 must be data in [-1, 1], got values in [{float(x0.min()):.4g}, {float(x0.max()):.4g}]; "
                          f"rescale pixels with ddpm_lib.data.to_model_range(x0) (max_value=255 for float pixels)")
     return t
 
@@ -106,7 +109,7 @@ def q_sample_iterated(schedule: Schedule, x0: Tensor, t: int,
 
     Used to prove numerically that the closed form and the chain agree in distribution."""
     if not 0 <= t < schedule.T:
-        raise ValueError(f"t must lie in [0, {schedule.T}), got {t}")
+        raise InputError(f"t must lie in [0, {schedule.T}), got {t}")
     x = x0
     for s in range(t + 1):
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype,
@@ -183,7 +186,7 @@ def min_snr_weight(schedule: Schedule, t: Tensor, gamma: float) -> Tensor:
     """The Min-SNR-gamma weight (Hang et al. 2023) of the loss on ``schedule.prediction``'s own
     target at steps t: min(SNR, gamma) / SNR (eps), min(SNR, gamma) (x0), min(SNR, gamma) / (SNR + 1) (v)."""
     if not gamma > 0:
-        raise ValueError(f"min_snr_gamma must be > 0, got {gamma}")
+        raise InputError(f"min_snr_gamma must be > 0, got {gamma}")
     snr = schedule.snr().to(t.device)[t]
     clipped = snr.clamp(max=gamma)
     if schedule.prediction == "eps":
@@ -230,4 +233,4 @@ def simple_loss(model: torch.nn.Module, schedule: Schedule, x0: Tensor, *,
         return per_sample
     if reduction == "mean":
         return per_sample.mean()
-    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    raise InputError(f"reduction must be 'mean' or 'none', got {reduction!r}")

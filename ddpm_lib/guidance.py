@@ -11,10 +11,20 @@ from typing import Callable, Optional
 
 import torch
 
+from .errors import InputError
 from .models.checks import check_labels
 
 Tensor = torch.Tensor
 EpsFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def null_label(model: torch.nn.Module) -> int:
+    """The "no class" label of a class-conditional model; a clear error for any other model."""
+    null = getattr(model, "null_label", None)
+    if null is None:
+        raise InputError("labels/guidance need a class-conditional model: build it with "
+                         "UNetConfig(num_classes=10) and train it with labels")
+    return null
 
 
 def drop_labels(y: Tensor, null_label: int, p: float, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -22,7 +32,7 @@ def drop_labels(y: Tensor, null_label: int, p: float, generator: Optional[torch.
     line 3): the training half of classifier-free guidance. One uniform draw per label from
     ``generator``."""
     if not 0 <= p <= 1:
-        raise ValueError(f"label dropout p must lie in [0, 1], got {p}")
+        raise InputError(f"label dropout p must lie in [0, 1], got {p}")
     drop = torch.rand(y.shape, generator=generator) < p
     return torch.where(drop.to(y.device), torch.full_like(y, null_label), y)
 
@@ -33,14 +43,11 @@ def guided_eps(model: torch.nn.Module, y: Tensor, w: float, joint: Optional[bool
     for a model trained with :func:`drop_labels`. w = 0 is the plain conditional model.
 
     ``joint`` evaluates both predictions as one batch of 2n (the usual choice on a GPU); False
-    makes two calls of n. None picks two calls on CPU, where they are faster (README, "Speed
-    notes"), and one batch elsewhere. The result is the same."""
-    null = getattr(model, "null_label", None)
-    if null is None:
-        raise ValueError("labels/guidance need a class-conditional model: build it with "
-                         "UNetConfig(num_classes=10) and train it with labels")
+    makes two calls of n. None picks two calls on CPU, where they are faster
+    (benchmarks/RESULTS.md, "Speed notes"), and one batch elsewhere. The result is the same."""
+    null = null_label(model)
     if not 0 <= w < float("inf"):  # also refuses NaN, which would turn every image into NaN
-        raise ValueError(f"guidance weight w must be a finite number >= 0, got {w}")
+        raise InputError(f"guidance weight w must be a finite number >= 0, got {w}")
 
     def eps(x: Tensor, t: Tensor) -> Tensor:
         if w == 0:
@@ -61,10 +68,6 @@ def eps_function(model: torch.nn.Module, y: Optional[Tensor], guidance: float, n
     towards labels y (one per sample, or one int for all) with weight ``guidance``."""
     if y is None:
         if guidance:
-            raise ValueError("guidance needs labels y (which digit to generate)")
+            raise InputError("guidance needs labels y (which digit to generate)")
         return lambda x, t: model(x, t)
-    null = getattr(model, "null_label", None)
-    if null is None:
-        raise ValueError("labels/guidance need a class-conditional model: build it with "
-                         "UNetConfig(num_classes=10) and train it with labels")
-    return guided_eps(model, check_labels(y, n, null).to(device), guidance)
+    return guided_eps(model, check_labels(y, n, null_label(model)).to(device), guidance)

@@ -13,6 +13,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from .errors import InputError
+from .models import image_shape_of
 from .samplers import ddim_sample
 from .schedules import Schedule
 
@@ -29,9 +31,9 @@ def slerp(z0: Tensor, z1: Tensor, alpha: float) -> Tensor:
     sin((1 - a) theta) / sin(theta) z0 + sin(a theta) / sin(theta) z1, theta = angle(z0, z1).
     ``alpha`` = 0 gives z0 and 1 gives z1 exactly; nearly parallel inputs fall back to lerp."""
     if z0.shape != z1.shape:
-        raise ValueError(f"z0 and z1 must have the same shape, got {list(z0.shape)} and {list(z1.shape)}")
+        raise InputError(f"z0 and z1 must have the same shape, got {list(z0.shape)} and {list(z1.shape)}")
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        raise InputError(f"alpha must lie in [0, 1], got {alpha}")
     if alpha == 0.0:
         return z0.clone()
     if alpha == 1.0:
@@ -53,10 +55,11 @@ def interpolate(model: torch.nn.Module, schedule: Schedule, seed_a: int, seed_b:
     """Decode ``frames`` noises on the path from seed_a's x_T to seed_b's x_T with DDIM
     (eta = 0). The first and last frames are the samples ``ddim_sample(model, schedule, 1,
     steps=steps, seed=seed_a / seed_b)`` would give. ``spherical=False`` uses a straight line
-    (for comparison). Returns [frames, 1, 28, 28]."""
+    (for comparison). Returns [frames, C, H, W], the model's image shape."""
     if frames < 2:
-        raise ValueError(f"frames must be >= 2 (the two ends), got {frames}")
-    z0, z1 = noise_for_seed(seed_a), noise_for_seed(seed_b)
+        raise InputError(f"frames must be >= 2 (the two ends), got {frames}")
+    shape = image_shape_of(model)
+    z0, z1 = noise_for_seed(seed_a, image_shape=shape), noise_for_seed(seed_b, image_shape=shape)
     alphas = [i / (frames - 1) for i in range(frames)]
     x_T = torch.cat([slerp(z0, z1, a) if spherical else (1 - a) * z0 + a * z1 for a in alphas])
     return ddim_sample(model, schedule, frames, steps=steps, x_T=x_T, eta=0.0, y=y, guidance=guidance,

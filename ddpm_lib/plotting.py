@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import torch
 from torchvision.utils import make_grid
 
+from .errors import InputError
 from .data import to_unit_range
 from .schedules import Schedule
 
@@ -51,7 +52,7 @@ def show_strip(frames: Mapping[int, Tensor], title: Optional[str] = None, label:
     order."""
     steps = list(frames)
     if not steps:
-        raise ValueError("frames is empty: pass {t: images} for at least one step")
+        raise InputError("frames is empty: pass {t: images} for at least one step")
     n = frames[steps[0]].shape[0]
     fig, axes = plt.subplots(n, len(steps), figsize=(scale * len(steps), scale * n + 0.3), squeeze=False)
     for j, t in enumerate(steps):

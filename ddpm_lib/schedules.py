@@ -19,6 +19,7 @@ from typing import Any, Union
 
 import torch
 
+from .errors import InputError
 from .config import DiffusionConfig
 
 Tensor = torch.Tensor
@@ -98,12 +99,12 @@ def schedule_from_betas(betas: Tensor, name: str = "custom", prediction: str = "
     """Derive every coefficient from beta_1..beta_T (float64 math, stored float32); ``prediction``
     names what the network trained on this schedule outputs (one of :data:`PREDICTIONS`)."""
     if prediction not in PREDICTIONS:
-        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        raise InputError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
     betas = betas.to(torch.float64)
     if betas.ndim != 1 or len(betas) < 1:
-        raise ValueError(f"betas must be a 1-d tensor of length T >= 1, got shape {tuple(betas.shape)}")
+        raise InputError(f"betas must be a 1-d tensor of length T >= 1, got shape {tuple(betas.shape)}")
     if not bool(((betas > 0) & (betas < 1)).all()):
-        raise ValueError("every beta_t must lie in (0, 1); check the schedule's endpoints")
+        raise InputError("every beta_t must lie in (0, 1); check the schedule's endpoints")
     alphas = 1.0 - betas
     alpha_bars = torch.cumprod(alphas, dim=0)
     alpha_bars_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bars[:-1]])
@@ -137,20 +138,20 @@ def make_schedule(config: Union[DiffusionConfig, None] = None, **overrides) -> S
     if overrides:
         config = DiffusionConfig(**{**config.__dict__, **overrides})
     if not isinstance(config.T, int) or config.T < 1:
-        raise ValueError(f"T must be a positive integer, got {config.T!r}")
+        raise InputError(f"T must be a positive integer, got {config.T!r}")
     if config.schedule == "linear":
         betas = linear_betas(config.T, config.beta_start, config.beta_end)
     elif config.schedule == "cosine":
         betas = cosine_betas(config.T, config.cosine_s)
     else:
-        raise ValueError(f"unknown schedule {config.schedule!r}: use 'linear' or 'cosine'")
+        raise InputError(f"unknown schedule {config.schedule!r}: use 'linear' or 'cosine'")
     return schedule_from_betas(betas, name=config.schedule, prediction=config.prediction)
 
 
 def check_variance(variance: str) -> None:
     """Raise a clear error unless ``variance`` names one of :data:`VARIANCES`."""
     if variance not in VARIANCES:
-        raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
+        raise InputError(f"variance must be one of {VARIANCES}, got {variance!r}")
 
 
 def reverse_variance(schedule: Schedule, variance: str) -> Tensor:
@@ -189,6 +190,6 @@ def check_model_schedule(model: Any, schedule: Schedule) -> None:
     same = trained.T == schedule.T and trained.prediction == schedule.prediction and (
         betas.is_meta or torch.allclose(trained.betas, betas.cpu().float(), rtol=1e-4, atol=1e-8))
     if not same:
-        raise ValueError(f"this model was trained with {_describe(trained)}, but the sampler was given "
+        raise InputError(f"this model was trained with {_describe(trained)}, but the sampler was given "
                          f"{_describe(schedule)}; sample with the schedule it was trained with, "
                          f"make_schedule(model.diffusion_config) (load_model returns it beside the model)")

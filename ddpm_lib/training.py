@@ -19,7 +19,6 @@ import contextlib
 import copy
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Union
 
@@ -27,12 +26,14 @@ import torch
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
-from .checkpoints import FORMAT, check_compatible, check_resumable, config_from_state, load_checkpoint, save_checkpoint
+from .errors import DDPMError, InputError
+from .checkpoints import (CHECKPOINT_NAME, check_compatible, check_resumable, from_state, load_checkpoint,
+                          save_checkpoint, to_state)
 from .config import DiffusionConfig, TrainConfig, get_device
 from .data import check_model_range
 from .diffusion import simple_loss
 from .guidance import drop_labels
-from .models import build_model, config_to_dict
+from .models import build_model
 from .schedules import Schedule, make_schedule, remember_diffusion
 
 Tensor = torch.Tensor
@@ -40,7 +41,7 @@ Tensor = torch.Tensor
 LossFn = Callable[[Tensor, Optional[Tensor], torch.Generator], Tensor]
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(DDPMError, FloatingPointError):
     """The loss became NaN or infinite; training stopped before the weights were updated."""
 
 
@@ -66,7 +67,7 @@ def batch_order(n: int, batch_size: int, seed: int, start_step: int = 0) -> Iter
     the batch of any step can be recomputed after a resume."""
     per_epoch = n // batch_size
     if per_epoch == 0:
-        raise ValueError(f"batch_size {batch_size} is larger than the data set ({n} images)")
+        raise InputError(f"batch_size {batch_size} is larger than the data set ({n} images)")
     step = start_step
     while True:
         epoch, offset = divmod(step, per_epoch)
@@ -182,29 +183,20 @@ class Trainer:
     # ----------------------------------------------------------------- checkpoints
     @property
     def checkpoint_path(self) -> Optional[Path]:
-        return self.out_dir / "checkpoint.pt" if self.out_dir is not None else None
+        return self.out_dir / CHECKPOINT_NAME if self.out_dir is not None else None
 
     def state_dict(self) -> dict:
         """Everything needed to resume, as a ``weights_only``-loadable dict."""
-        return {
-            "format": FORMAT,
-            "model_config": config_to_dict(self.model.config),
-            "diffusion_config": asdict(self.diffusion),
-            "train_config": asdict(self.config),
-            "model": self.model.state_dict(),
-            "ema": self.ema.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "step": self.step,
-            "history": torch.tensor(self.history, dtype=torch.float32),
-            "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
-            "elapsed_s": self.elapsed_s,
-        }
+        return to_state(self.model.config, self.diffusion, self.config, model=self.model.state_dict(),
+                        ema=self.ema.model.state_dict(), optimizer=self.optimizer.state_dict(), step=self.step,
+                        history=self.history, elapsed_s=self.elapsed_s,
+                        rng={"generator": self.generator.get_state(), "torch": torch.get_rng_state()})
 
     def save(self, path: Union[str, Path, None] = None) -> Path:
         """Write a checkpoint atomically (default: ``out_dir/checkpoint.pt``)."""
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None:
-            raise ValueError("no path given and the trainer has no out_dir")
+            raise InputError("no path given and the trainer has no out_dir")
         return save_checkpoint(self.state_dict(), path)
 
     def load_state(self, state_or_path: Union[dict, str, Path]) -> "Trainer":
@@ -232,9 +224,9 @@ class Trainer:
         overrides change the training config, e.g. ``steps=20000`` to train longer."""
         state = load_checkpoint(path)
         check_resumable(state, path)
-        config = config_from_state(state, "train_config", path, **train_overrides)
-        model = build_model(config_from_state(state, "model_config", path))
-        trainer = cls(model, config_from_state(state, "diffusion_config", path), config,
+        config = from_state(state, "train_config", path, **train_overrides)
+        model = build_model(from_state(state, "model_config", path))
+        trainer = cls(model, from_state(state, "diffusion_config", path), config,
                       out_dir=out_dir if out_dir is not None else Path(path).parent, device=device)
         return trainer.load_state(state)
 
@@ -278,11 +270,11 @@ class Trainer:
         cfg = self.config
         images, labels = data.tensors[0], data.tensors[1] if len(data.tensors) > 1 else None
         if cfg.subset is not None and len(images) != cfg.subset:
-            raise ValueError(f"this run trains on {cfg.subset} images (TrainConfig.subset, --subset) but was given "
+            raise InputError(f"this run trains on {cfg.subset} images (TrainConfig.subset, --subset) but was given "
                              f"{len(images)}; resume it with the same data, load_mnist(subset={cfg.subset})")
         check_model_range(images, "the training images")  # once here: uint8, NaN, [0, 255], [0, 1] refused
         if cfg.steps is None and cfg.max_minutes is None:
-            raise ValueError("set TrainConfig.steps or TrainConfig.max_minutes (or both)")
+            raise InputError("set TrainConfig.steps or TrainConfig.max_minutes (or both)")
         self.interrupted = False
         budget_s = cfg.max_minutes * 60 if cfg.max_minutes is not None else math.inf
         start, start_elapsed = time.perf_counter(), self.elapsed_s

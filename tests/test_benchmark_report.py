@@ -2,19 +2,15 @@
 them is left alone; the benchmark's cache and its one-sitting sampling order."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 import ddpm_lib
+from benchmarks import compare, report
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCH))
-import compare  # noqa: E402
-import judges  # noqa: E402
-import report  # noqa: E402
+BENCH = Path(compare.__file__).parent
 
 
 def _sample(fid: float, seconds: float, fid2=None) -> dict:
@@ -213,11 +209,11 @@ def test_our_contenders_samplers():
 
 
 def test_spearman_and_discordant_pairs():
-    assert judges.spearman([1, 2, 3], [10, 20, 30]) == 1.0
-    assert judges.spearman([1, 2, 3], [30, 20, 10]) == -1.0
-    assert judges.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert report.spearman([1, 2, 3], [10, 20, 30]) == 1.0
+    assert report.spearman([1, 2, 3], [30, 20, 10]) == -1.0
+    assert report.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
     rows = [{"fid": 1, "fid2": 1}, {"fid": 2, "fid2": 3}, {"fid": 3, "fid2": 2}]
-    assert judges.discordant_pairs(rows) == [(rows[1], rows[2])]
+    assert report.discordant_pairs(rows) == [(rows[1], rows[2])]
 
 
 def test_judge_section_names_the_sets_the_judges_order_differently():
@@ -231,7 +227,7 @@ def test_judge_section_names_the_sets_the_judges_order_differently():
                             {"family": "blur", "strength": 0.7, "fid": 15.0, "fid2": 4.0, "fid_ratio": 25.0, "fid2_ratio": 8.0},
                             {"family": "blur", "strength": 1.0, "fid": 40.0, "fid2": 15.0, "fid_ratio": 70.0, "fid2_ratio": 30.0}],
              "samples": [s("DDIM-10, eta 0", 9.0, 5.0), s("DDIM-50, eta 0", 5.0, 6.0), s("DDIM-50, eta 1", 3.0, 2.0)]}
-    text = "\n".join(judges.judge_section(study))
+    text = "\n".join(report.judge_section(study))
     assert "blur 0.7: 25.0x / 8.0x (CNN more); strongest step 70x / 30x" in text
     assert "- DDIM-10, eta 0 (9.00 / 5.00; 0.70, 0.60) vs DDIM-50, eta 0 (5.00 / 6.00; 0.70, 0.60)" in text
     assert "DDIM-50, eta 1 (3.00" not in text  # ordered the same way by both: not listed

@@ -14,6 +14,7 @@ def run(*args, cwd=None):
                           cwd=cwd, timeout=600)
 
 
+@pytest.mark.slow
 def test_train_then_sample(tmp_path):
     out = tmp_path / "run"
     r = run("train", "--out", str(out), "--steps", "4", "--subset", "256", "--batch-size", "16",
@@ -38,6 +39,7 @@ def test_train_then_sample(tmp_path):
     assert r.returncode == 1 and "exceeds the model's T=100" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_without_traceback(tmp_path):
     r = run("sample", "--checkpoint", str(tmp_path / "missing.pt"))
     assert r.returncode == 1
@@ -45,6 +47,7 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_classifier_trains_into_a_run_folder_and_never_silently_replaces_the_shipped_judge(tmp_path):
     from ddpm_lib.metrics import default_classifier_path, load_classifier
 
@@ -63,6 +66,7 @@ def _weights(path):
     return torch.load(path, weights_only=True)["model"]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_exactly(tmp_path):
     """SIGKILL mid-run loses at most one checkpoint interval; resuming on CPU with the same
     seed ends with the same weights as a run that was never interrupted."""
@@ -103,6 +107,7 @@ def test_killed_run_resumes_exactly(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_conditional_model_samples_a_chosen_digit(tmp_path):
     out = tmp_path / "cond"
     r = run("train", "--model", "cond-unet", "--out", str(out), "--steps", "2", "--subset", "256",
@@ -120,6 +125,7 @@ def test_conditional_model_samples_a_chosen_digit(tmp_path):
     assert r.returncode == 2 and "argument --digit: must be a digit 0..9, got 12" in r.stderr  # refused at parse time
 
 
+@pytest.mark.slow
 def test_evaluate_prints_one_json_line_of_metrics(tmp_path):
     import json
 
@@ -328,6 +334,7 @@ def test_one_run_per_folder_a_stale_lock_is_replaced_and_the_lock_goes_on_exit(t
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 1
 
 
+@pytest.mark.slow
 def test_a_second_process_is_refused_and_sigterm_saves_and_releases_the_lock(tmp_path, capsys):
     """A real first process trains; a second run into its folder is refused; SIGTERM makes the
     first save, remove its lock and say how to resume."""

@@ -2,8 +2,6 @@
 error naming the file, what was expected and how to fix it."""
 
 import gzip
-import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -109,6 +107,7 @@ def test_corrupt_unpacked_file_without_gz_is_named(raw_copy):
         prepare_mnist(raw_copy)
 
 
+@pytest.mark.slow
 def test_processes_unpacking_at_once_do_not_collide(raw_copy):
     """Several processes using a fresh checkout at the same time (parallel benchmarks) each
     unpack into their own temporary file; all succeed and the files verify."""

@@ -88,6 +88,7 @@ def test_corruptions_keep_the_range_and_grow_with_strength():
 
 
 # ------------------------------------------------------------------ the validation suite
+@pytest.mark.slow
 def test_real_images_score_within_the_floor_spread(spread, table):
     real = table[("real", 0.0)]
     s = spread.summary()
@@ -97,6 +98,7 @@ def test_real_images_score_within_the_floor_spread(spread, table):
     assert real.entropy_bits > 3.3 and real.precision > 0.6 and real.recall > 0.6, real
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(corruptions.FAMILIES))
 def test_each_corruption_family_rises_monotonically_above_the_floor(family, spread, table):
     strengths = corruptions.FAMILIES[family][1]
@@ -108,6 +110,7 @@ def test_each_corruption_family_rises_monotonically_above_the_floor(family, spre
     assert fids[0] > MILDEST_MIN_RATIO * floor["max"], (family, fids[0], floor)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["gaussian noise", "speckle", "blur"])
 def test_second_judge_also_sees_the_mildest_noise_speckle_and_blur(family, spread, table):
     strengths = corruptions.FAMILIES[family][1]
@@ -117,6 +120,7 @@ def test_second_judge_also_sees_the_mildest_noise_speckle_and_blur(family, sprea
     assert fid2[0] > floor2["max"] + 3 * floor2["std"], (family, fid2, floor2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["gaussian noise", "speckle", "blur"])
 def test_precision_falls_with_corruption(family, table):
     strengths = corruptions.FAMILIES[family][1]
@@ -125,6 +129,7 @@ def test_precision_falls_with_corruption(family, table):
     assert precision[-1] < precision[0] - 0.2, (family, precision)
 
 
+@pytest.mark.slow
 def test_missing_and_single_classes_lower_recall_and_entropy(table):
     real = table[("real", 0.0)]
     one, two, single = (table[("missing digit 0", 1.0)], table[("missing 0 and 1", 2.0)],
@@ -138,6 +143,7 @@ def test_missing_and_single_classes_lower_recall_and_entropy(table):
 
 @pytest.mark.parametrize("name", ["uniform noise", "gaussian noise images", "constant grey",
                                   "constant black", "random blobs"])
+@pytest.mark.slow
 def test_noise_blanks_and_blobs_are_not_confident_digits(name, table):
     rep = next(r for (fam, _), r in table.items() if fam == name)
     assert rep.confident_share <= 0.01, rep
@@ -145,6 +151,7 @@ def test_noise_blanks_and_blobs_are_not_confident_digits(name, table):
     assert rep.precision < 0.1 and rep.fid > 50 * table[("real", 0.0)].fid, rep
 
 
+@pytest.mark.slow
 def test_heavily_corrupted_digits_are_not_confident(evaluator):
     digits = load_mnist(subset=500).tensors[0]
     gen = torch.Generator().manual_seed(3)

@@ -103,6 +103,7 @@ def test_frechet_distance_matches_scipy_sqrtm():
     assert frechet_distance(mu1, s1, mu1 + shift, s1) == pytest.approx(shift.square().sum().item(), rel=1e-8)
 
 
+@pytest.mark.slow
 def test_real_digits_score_at_the_floor_and_noise_far_from_it(evaluator, test_set):
     n = 500
     real = evaluator.train_images[torch.randperm(60_000, generator=torch.Generator().manual_seed(7))[:n]]
@@ -119,6 +120,7 @@ def test_real_digits_score_at_the_floor_and_noise_far_from_it(evaluator, test_se
     assert evaluator.fid_floor(2000) < evaluator.fid_floor(200)
 
 
+@pytest.mark.slow
 def test_requested_digit_accuracy_and_entropy(evaluator, test_set):
     images, labels = test_set.tensors
     sevens = images[labels == 7][:200]

@@ -78,10 +78,15 @@ def test_sinusoidal_embedding_is_log_spaced_clock():
     emb = sinusoidal_embedding(t, 32)
     assert emb.shape == (4, 32)
     assert torch.equal(emb[0], torch.cat([torch.zeros(16), torch.ones(16)]))  # t = 0: sin 0, cos 0
-    # frequency i is 10000^(-i/16): first column is sin(t), last is sin(t * 10000^(-15/16))
-    assert emb[1, 0].item() == pytest.approx(math.sin(1.0), abs=1e-6)
-    assert emb[3, 15].item() == pytest.approx(math.sin(999 * 10000 ** (-15 / 16)), abs=1e-5)
     assert torch.allclose(emb[:, :16] ** 2 + emb[:, 16:] ** 2, torch.ones(4, 16), atol=1e-6)
+    # a clock: the embedding of a + b is that of a turned by that of b, column by column
+    (sa, ca), (sb, cb) = [(e[0, :16], e[0, 16:]) for e in (sinusoidal_embedding(torch.tensor([n]), 32) for n in (10, 989))]
+    assert torch.allclose(torch.cat([sa * cb + ca * sb, ca * cb - sa * sb]), emb[3], atol=5e-4)  # t = 999
+    # log-spaced: each column turns a constant factor slower than the one before, from 1 radian a step
+    freqs = torch.atan2(emb[1, :16], emb[1, 16:])  # radians per step (all below pi)
+    assert freqs[0].item() == pytest.approx(1.0, abs=1e-6)
+    assert torch.allclose(freqs[1:] / freqs[:-1], (freqs[1] / freqs[0]).expand(15), rtol=1e-4)
+    assert 999 * freqs[-1] < math.pi / 2  # the slowest never turns a quarter: every t < 1000 reads apart
     with pytest.raises(ValueError, match="even"):
         sinusoidal_embedding(t, 7)
 

@@ -387,8 +387,8 @@ def test_default_guidance_applies_to_labelled_draws_only(linear_schedule):
         sample(plain, linear_schedule, 2, guidance=1.0, **kw)
 
 
-def test_cpu_sampling_calls_the_network_in_chunks_with_the_same_result(monkeypatch):
-    """On a CPU the network sees at most SamplerConfig.cpu_batch images per call (faster than
+def test_cpu_sampling_calls_the_network_in_chunks_with_the_same_result():
+    """On a CPU the network sees at most SamplerConfig().cpu_batch images per call (faster than
     one large batch); the noise and the images are those of one batch, labels included."""
     from ddpm_lib import SamplerConfig, sample
 
@@ -402,9 +402,52 @@ def test_cpu_sampling_calls_the_network_in_chunks_with_the_same_result(monkeypat
     small, y = make_schedule(T=30), torch.arange(7) % 10
     whole = [sample(Counting(), small, 7, sampler=s, steps=5, seed=2, y=y, progress=False) for s in ("ddim", "ddpm")]
     assert max(seen) == 7
-    monkeypatch.setattr(SamplerConfig, "cpu_batch", 3)
     seen.clear()
-    parts = [sample(Counting(), small, 7, sampler=s, steps=5, seed=2, y=y, progress=False) for s in ("ddim", "ddpm")]
+    config = SamplerConfig(cpu_batch=3)  # a setting of this call alone
+    parts = [sample(Counting(), small, 7, config, sampler=s, steps=5, seed=2, y=y, progress=False) for s in ("ddim", "ddpm")]
     assert max(seen) == 3 and set(seen) == {3, 1}
     for a, b in zip(whole, parts):
         assert torch.allclose(a, b, atol=1e-6)
+    seen.clear()
+    sample(Counting(), small, 7, sampler="ddim", steps=5, seed=2, y=y, progress=False)
+    assert max(seen) == 7  # the next call is back to the default
+    with pytest.raises(ValueError, match="cpu_batch must be a positive integer"):
+        sample(Counting(), small, 7, SamplerConfig(cpu_batch=0), progress=False)
+
+
+def test_a_sampler_config_is_a_value_and_keywords_override_its_fields():
+    """sample(..., config) uses every field of the config it is given; a keyword overrides one field."""
+    from ddpm_lib import SamplerConfig, sample
+
+    small = make_schedule(T=40)
+    kw = dict(progress=False)
+    ddim7 = SamplerConfig(sampler="ddim", steps=7, eta=0.0, spacing="even", seed=3)
+    by_config = sample(DummyEps(), small, 2, ddim7, **kw)
+    by_keywords = sample(DummyEps(), small, 2, sampler="ddim", steps=7, eta=0.0, spacing="even", seed=3, **kw)
+    assert torch.equal(by_config, by_keywords)
+    assert not torch.equal(by_config, sample(DummyEps(), small, 2, **kw))  # the default sampler differs
+    assert torch.equal(sample(DummyEps(), small, 2, ddim7, steps=9, **kw),
+                       sample(DummyEps(), small, 2, sampler="ddim", steps=9, eta=0.0, spacing="even", seed=3, **kw))
+    fresh = [sample(DummyEps(), small, 1, SamplerConfig(seed=None), **kw) for _ in range(2)]
+    assert not torch.equal(*fresh)  # seed None: fresh noise each call
+
+
+@pytest.mark.parametrize("sampler", ["dpm++sde", "dpm++", "ddim", "ddpm"])
+def test_the_image_shape_follows_the_model(sampler):
+    """Every sampler draws the images the model makes (its config's in_channels and image_size), as
+    diffusers' pipelines read unet.config; a network without a config says its shape with image_shape."""
+    from ddpm_lib import UNet, UNetConfig, interpolate, sample
+
+    small = make_schedule(T=20)
+    rgb16 = UNet(UNetConfig(in_channels=3, image_size=16, base_channels=8, attn_resolutions=()))
+    assert sample(rgb16, small, 3, sampler=sampler, steps=4, progress=False).shape == (3, 3, 16, 16)
+    assert tuple(interpolate(rgb16, small, 0, 1, frames=3, steps=4).shape) == (3, 3, 16, 16)
+
+    class Own(torch.nn.Module):  # no config: MNIST's shape unless told
+        def forward(self, x, t):
+            return 0.1 * x
+
+    assert sample(Own(), small, 2, sampler=sampler, steps=4, progress=False).shape == (2, 1, 28, 28)
+    assert sample(Own(), small, 2, sampler=sampler, steps=4, image_shape=(2, 8, 8), progress=False).shape == (2, 2, 8, 8)
+    with pytest.raises(ValueError, match=r"image_shape must be \(channels, height, width\)"):
+        sample(Own(), small, 2, image_shape=(8, 8), progress=False)

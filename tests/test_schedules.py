@@ -45,7 +45,9 @@ def test_derived_coefficients_are_consistent(name):
     # SNR decreases monotonically
     snr = s.snr()
     assert torch.all(snr[1:] < snr[:-1])
-    assert s.snr(5).item() == pytest.approx((s.alpha_bars[5] / (1 - s.alpha_bars[5])).item(), rel=1e-6)
+    # SNR splits x_t's unit variance into signal alpha_bar and noise 1 - alpha_bar: SNR / (1 + SNR) = alpha_bar
+    assert torch.allclose(snr / (1 + snr), s.alpha_bars, rtol=1e-5, atol=0)
+    assert s.snr(5) == snr[5]
     for field in ("betas", "alpha_bars", "beta_tilde", "posterior_mean_coef_x0"):
         assert getattr(s, field).dtype == torch.float32
 

@@ -4,20 +4,20 @@ computed, and refuses sections it has no checkpoint for; one row of it scored by
 evaluator."""
 
 import json
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from ddpm_lib import DiffusionConfig, TrainConfig, Trainer, UNet, UNetConfig, load_mnist, make_schedule, sample
+from benchmarks import studies
+from ddpm_lib import (DiffusionConfig, SamplerConfig, TrainConfig, Trainer, UNet, UNetConfig, load_mnist,
+                      make_schedule, sample)
 from ddpm_lib.metrics import QualityReport, build_classifier
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCH))
-import studies  # noqa: E402
-
+COMMITTED = Path(studies.__file__).parent / "studies"
 N = 20  # the study's least n is 10 (every digit asked for); the evaluator's precision needs n > k = 3
+CURVES = ("unet_training_curve", "cond_unet_training_curve")
 
 
 class CheapEvaluator:
@@ -50,61 +50,104 @@ def _snapshots(config: UNetConfig, folder: Path, data) -> list:
     return [str(p) for p in paths]
 
 
-def test_shipped_study_writes_the_sections_notebooks_read_and_keeps_the_rest(tiny_unet_config, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def shipped_run(tiny_unet_settings, tmp_path_factory):
+    """One run of every section of the shipped study (22 unet rows, 7 cond rows, two curves) into a
+    file that holds keys of its own: the file read back, the evaluator's requests, the paths."""
+    folder = tmp_path_factory.mktemp("shipped")
     data = load_mnist(train=False, subset=32, seed=0)
-    unet = _snapshots(tiny_unet_config, tmp_path / "unet", data)
-    cond = _snapshots(UNetConfig(**{**tiny_unet_config.__dict__, "num_classes": 10}), tmp_path / "cond", data)
-    out = tmp_path / "shipped.json"
+    unet = _snapshots(UNetConfig(**tiny_unet_settings), folder / "unet", data)
+    cond = _snapshots(UNetConfig(**tiny_unet_settings, num_classes=10), folder / "cond", data)
+    out = folder / "shipped.json"
     out.write_text(json.dumps({"study": "shipped", "commands": {"cond_unet": "made the old way"}, "note": "old note",
                                "previous_cond_unet": [{"name": "kept"}], "unet": [{"name": "stale"}]}))
     evaluator = CheapEvaluator()
-    monkeypatch.setattr(studies, "SampleEvaluator", lambda device=None: evaluator)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(studies, "SampleEvaluator", lambda device=None: evaluator)
+        studies.main(["shipped", "--unet", unet[-1], "--cond", cond[-1], "--unet-snapshots", *unet[::-1],
+                      "--cond-snapshots", *cond, "--n", str(N), "--out", str(out), "--device", "cpu",
+                      "--command-unet", "python -m ddpm_lib train --steps 2"])
+    return {"got": json.loads(out.read_text()), "asked": evaluator.asked, "out": out, "unet": unet}
 
-    studies.main(["shipped", "--unet", unet[-1], "--cond", cond[-1], "--unet-snapshots", *unet[::-1],
-                  "--cond-snapshots", *cond, "--n", str(N), "--out", str(out), "--device", "cpu",
-                  "--command-unet", "python -m ddpm_lib train --steps 2"])
 
-    got = json.loads(out.read_text())
+@pytest.mark.slow
+def test_shipped_study_replaces_only_the_sections_it_computed(shipped_run):
+    got = shipped_run["got"]
     assert got["previous_cond_unet"] == [{"name": "kept"}] and got["note"] == "old note"
     assert got["commands"] == {"cond_unet": "made the old way", "unet": "python -m ddpm_lib train --steps 2"}
     assert got["device"] == "cpu" and got["torch"] == torch.__version__
     assert got["devices"] == {k: f"cpu, torch {torch.__version__}" for k in studies.SHIPPED_SECTIONS.values()}
-    assert [r["name"] for r in got["unet"]] == studies.SHIPPED_SAMPLERS + ["ddim20_eta1_seed1", "ddpm1000_seed1",
-                                                                           "sde20_trail_seed1", "sde20_trail_seed2"]
-    assert [r["seed"] for r in got["unet"][-4:]] == [1, 1, 1, 2]
-    assert got["unet"][studies.SHIPPED_SAMPLERS.index("sde20_trail")]["sampler"] == "dpm++sde"
 
-    assert [r["name"] for r in got["cond_unet"]] == ["w0.0", "w0.5", "w1.0", "w2.0", "w3.0",
-                                                     "w0.0_ddim20_eta0", "w1.0_ddim20_eta0"]
-    assert [r["guidance"] for r in got["cond_unet"]] == [0.0, 0.5, 1.0, 2.0, 3.0, 0.0, 1.0]
-    assert {r["sampler"] for r in got["cond_unet"][:5]} == {"dpm++sde"}  # the guidance sweep uses the default
-    from ddpm_lib import SamplerConfig
-    assert studies.sampler_setting(studies.DEFAULT_SAMPLER) == \
-        (SamplerConfig.sampler, SamplerConfig.steps, 0.0, SamplerConfig.spacing)
-    for key in ("unet_training_curve", "cond_unet_training_curve"):  # sorted by step whatever the order given
-        assert [(r["name"], r["train_step"]) for r in got[key]] == [("step1", 1), ("step2", 2)]
-    # each row has the keys, in order, of the committed file's rows: the notebooks read those
-    committed = json.loads((BENCH / "studies" / "shipped.json").read_text())
-    for key in ("unet", "cond_unet", "unet_training_curve", "cond_unet_training_curve"):
-        assert all(list(r) == list(committed[key][0]) for r in got[key]), key
-        assert all(r["n"] == N and len(r["histogram"]) == 10 for r in got[key])
-    ddpm = got["unet"][studies.SHIPPED_SAMPLERS.index("ddpm1000")]
+
+@pytest.mark.slow
+def test_the_unet_section_has_every_sampler_then_the_repeats_with_other_seeds(shipped_run):
+    unet = shipped_run["got"]["unet"]
+    assert [r["name"] for r in unet] == studies.SHIPPED_SAMPLERS + ["ddim20_eta1_seed1", "ddpm1000_seed1",
+                                                                     "sde20_trail_seed1", "sde20_trail_seed2"]
+    assert [r["seed"] for r in unet[-4:]] == [1, 1, 1, 2]
+    assert unet[studies.SHIPPED_SAMPLERS.index("sde20_trail")]["sampler"] == "dpm++sde"
+    ddpm = unet[studies.SHIPPED_SAMPLERS.index("ddpm1000")]
     assert (ddpm["sampler"], ddpm["steps"], ddpm["seed"]) == ("ddpm", 1000, 0)
+
+
+@pytest.mark.slow
+def test_the_guidance_sweep_uses_the_default_sampler(shipped_run):
+    cond = shipped_run["got"]["cond_unet"]
+    assert [r["name"] for r in cond] == ["w0.0", "w0.5", "w1.0", "w2.0", "w3.0", "w0.0_ddim20_eta0", "w1.0_ddim20_eta0"]
+    assert [r["guidance"] for r in cond] == [0.0, 0.5, 1.0, 2.0, 3.0, 0.0, 1.0]
+    assert {r["sampler"] for r in cond[:5]} == {"dpm++sde"}
+    default = SamplerConfig()
+    assert studies.sampler_setting(studies.DEFAULT_SAMPLER) == (default.sampler, default.steps, 0.0, default.spacing)
+
+
+@pytest.mark.slow
+def test_training_curves_are_sorted_by_step_whatever_the_order_given(shipped_run):
+    for key in CURVES:
+        assert [(r["name"], r["train_step"]) for r in shipped_run["got"][key]] == [("step1", 1), ("step2", 2)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["unet", "cond_unet", *CURVES])
+def test_rows_have_the_keys_of_the_committed_file_the_notebooks_read(shipped_run, key):
+    committed = json.loads((COMMITTED / "shipped.json").read_text())
+    rows = shipped_run["got"][key]
+    assert all(list(r) == list(committed[key][0]) for r in rows)
+    assert all(r["n"] == N and len(r["histogram"]) == 10 for r in rows)
+
+
+@pytest.mark.slow
+def test_conditional_rows_ask_for_each_digit_and_the_others_for_none(shipped_run):
+    got = shipped_run["got"]
     for r in got["cond_unet"] + got["cond_unet_training_curve"]:  # 2 samples asked of each digit
         assert len(r["per_digit"]) == 10 and all(a in (0.0, 0.5, 1.0) for a in r["per_digit"])
     assert all(r["accuracy"] is None and "per_digit" not in r for r in got["unet"] + got["unet_training_curve"])
-    digits = list(range(10)) * (N // 10)  # the conditional rows ask for digits 0..9 in turn, the others none
-    assert evaluator.asked == [None] * 19 + [digits] * 7 + [None] * 2 + [digits] * 2
+    digits = list(range(10)) * (N // 10)  # the conditional rows ask for digits 0..9 in turn
+    assert shipped_run["asked"] == [None] * 19 + [digits] * 7 + [None] * 2 + [digits] * 2
 
-    samples = torch.load(out.with_suffix(".samples.pt"), weights_only=True)
+
+@pytest.mark.slow
+def test_the_samples_file_holds_each_seed_0_sampler_in_half_precision(shipped_run):
+    samples = torch.load(shipped_run["out"].with_suffix(".samples.pt"), weights_only=True)
     assert list(samples) == studies.SHIPPED_SAMPLERS
     assert all(x.dtype == torch.float16 and x.shape == (N, 1, 28, 28) for x in samples.values())
 
-    # --unet-samplers recomputes only the rows named and keeps the others, in the section's order
-    before = {r["name"]: r for r in got["unet"]}
+
+@pytest.fixture
+def shipped_copy(shipped_run, tmp_path):
+    """The shipped run's file and samples copied, to be changed by a test."""
+    out = tmp_path / "shipped.json"
+    shutil.copy(shipped_run["out"], out)
+    shutil.copy(shipped_run["out"].with_suffix(".samples.pt"), out.with_suffix(".samples.pt"))
+    return out
+
+
+@pytest.mark.slow
+def test_unet_samplers_recomputes_only_the_rows_named_in_the_sections_order(shipped_run, shipped_copy, monkeypatch):
+    monkeypatch.setattr(studies, "SampleEvaluator", CheapEvaluator)
+    out, before = shipped_copy, {r["name"]: r for r in shipped_run["got"]["unet"]}
     grids_before = torch.load(out.with_suffix(".samples.pt"))
-    studies.main(["shipped", "--unet", unet[0], "--only", "unet", "--unet-samplers", "dpm20", "sde20_trail_seed2",
-                  "--n", str(N), "--out", str(out), "--device", "cpu"])
+    studies.main(["shipped", "--unet", shipped_run["unet"][0], "--only", "unet", "--unet-samplers", "dpm20",
+                  "sde20_trail_seed2", "--n", str(N), "--out", str(out), "--device", "cpu"])
     again = json.loads(out.read_text())
     assert [r["name"] for r in again["unet"]] == list(before)
     changed = {name for name, r in before.items() if again["unet"][list(before).index(name)] != r}
@@ -112,9 +155,14 @@ def test_shipped_study_writes_the_sections_notebooks_read_and_keeps_the_rest(tin
     grids = torch.load(out.with_suffix(".samples.pt"))
     assert list(grids) == list(grids_before) and not torch.equal(grids["dpm20"], grids_before["dpm20"])
     assert torch.equal(grids["sde20_trail"], grids_before["sde20_trail"])
+
+
+@pytest.mark.slow
+def test_unet_samplers_refuses_a_row_the_section_does_not_have(shipped_run, shipped_copy, monkeypatch):
+    monkeypatch.setattr(studies, "SampleEvaluator", CheapEvaluator)
     with pytest.raises(ValueError, match="not rows of the unet section"):
-        studies.main(["shipped", "--unet", unet[0], "--only", "unet", "--unet-samplers", "euler20",
-                      "--n", str(N), "--out", str(out), "--device", "cpu"])
+        studies.main(["shipped", "--unet", shipped_run["unet"][0], "--only", "unet", "--unet-samplers", "euler20",
+                      "--n", str(N), "--out", str(shipped_copy), "--device", "cpu"])
 
 
 def test_shipped_sections_follow_the_inputs_given():
@@ -127,6 +175,7 @@ def test_shipped_sections_follow_the_inputs_given():
         studies.shipped_sections("unet,uncond", given)
 
 
+@pytest.mark.slow
 def test_a_shipped_row_is_scored_by_the_real_evaluator(tiny_unet_config, shipped_evaluator):
     torch.manual_seed(0)
     model = UNet(UNetConfig(**{**tiny_unet_config.__dict__, "num_classes": 10}))
@@ -162,15 +211,19 @@ def test_more_draws_scores_new_seeds_and_with_mean_averages_every_number(tiny_un
     assert mean["draws"] == 3 and mean["seeds"] == [0, 1, 2] and mean["precision"] == pytest.approx(0.5)
 
 
-def test_batch_steps_keeps_the_training_time_of_the_20_minute_budget():
-    """A smaller batch gets more steps in the same time: images/s ratio x 128 / batch."""
-    assert studies.batch_steps(2634, 64) == round(2634 * 2 * 1.04)
-    assert studies.batch_steps(2634, 32) == round(2634 * 4 * 0.87)
-    names = [row[0] for row in studies.recipe_plan(quick=False)]
-    assert {"min_snr5", "min_snr5_batch64", "min_snr5_batch32"} <= set(names)
+def test_the_recipe_plan_gives_the_steps_of_the_committed_runs():
+    """The plan (batch_steps: a smaller batch gets more steps in the same 20 minutes) still makes
+    the runs benchmarks/studies/recipe.json records, step for step and batch for batch."""
+    committed = {r["name"]: r for r in json.loads((COMMITTED / "recipe.json").read_text())["runs"]}
+    plan = {row[0]: row for row in studies.recipe_plan(quick=False)}
+    assert set(plan) == set(committed)
+    for name, (_, _, steps, *_, batch_size, _) in plan.items():
+        assert steps == committed[name]["steps"], name
+        assert batch_size == committed[name].get("batch_size", batch_size), name
     assert all(len(row) == 9 for row in studies.recipe_plan(quick=True))
 
 
+@pytest.mark.slow
 def test_recipe_study_with_only_keeps_the_other_runs_and_their_samples(tiny_unet_config, tmp_path, monkeypatch):
     """Two --only runs into one file: the second keeps the first run's row and its sample grids,
     and each row records where it ran. Training is stubbed (an untrained tiny U-Net): the

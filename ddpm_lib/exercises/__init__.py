@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Dict, List
 
+from ..errors import InputError
 from . import evaluation, forward_process, guidance, reverse_process, sampling, unet
 from .checker import Exercise, verdict
 
@@ -36,7 +37,7 @@ def check(name: str, fn: Callable) -> bool:
     shown in a line or two. An unknown ``name`` raises ValueError with the closest names."""
     if name not in EXERCISES:
         close = difflib.get_close_matches(str(name), EXERCISES, n=3)
-        raise ValueError(f"no exercise named {name!r}" + (f"; did you mean {' or '.join(map(repr, close))}?" if close
+        raise InputError(f"no exercise named {name!r}" + (f"; did you mean {' or '.join(map(repr, close))}?" if close
                                                           else f"; exercises: {', '.join(EXERCISES)}"))
     passed, lines = verdict(EXERCISES[name], fn)
     print("\n".join(lines))

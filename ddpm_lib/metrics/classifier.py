@@ -12,7 +12,6 @@ weights ship in ``data/pretrained/`` so evaluation works offline.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Tuple, Union
@@ -23,7 +22,8 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
-from ..checkpoints import CheckpointError, read_weights_file, save_checkpoint
+from ..errors import InputError
+from ..files import CheckpointError, read_weights_file, write_weights_file
 from ..config import get_device
 from ..data import pretrained_path
 from .corruptions import rejection_batch
@@ -34,7 +34,7 @@ _OLD_FORMAT = "ddpm_lib.classifier/1"  # CNN, ten classes, no rejection class
 ARCHS = ("cnn", "mlp")
 NOT_A_DIGIT = 10  # index of the rejection class
 #: Test accuracy a judge must reach: the main CNN's digit calls are quoted; the MLP's features only
-#: give a second MNIST-FID, and without a convolutional prior it tops out lower (README, "Pretrained weights").
+#: give a second MNIST-FID, and without a convolutional prior it tops out lower (data/README.md, the judges).
 MIN_ACCURACY = {"cnn": 0.99, "mlp": 0.985}
 #: Epochs of the shipped judges: the MLP learns slower.
 DEFAULT_EPOCHS = {"cnn": 4, "mlp": 10}
@@ -44,7 +44,7 @@ def default_classifier_path(arch: str = "cnn") -> Path:
     """The shipped judge of kind ``arch``: ``data/pretrained/mnist_classifier.pt`` (CNN) or
     ``mnist_mlp_classifier.pt`` (MLP), beside the MNIST files."""
     if arch not in ARCHS:
-        raise ValueError(f"unknown classifier kind {arch!r}; choose one of {ARCHS}")
+        raise InputError(f"unknown classifier kind {arch!r}; choose one of {ARCHS}")
     return pretrained_path("mnist_classifier" if arch == "cnn" else f"mnist_{arch}_classifier")
 
 
@@ -63,11 +63,11 @@ class ClassifierConfig:
 
     def __post_init__(self):
         if self.arch not in ARCHS:
-            raise ValueError(f"unknown classifier kind {self.arch!r}; choose one of {ARCHS}")
+            raise InputError(f"unknown classifier kind {self.arch!r}; choose one of {ARCHS}")
         if self.epochs is None:
             self.epochs = DEFAULT_EPOCHS[self.arch]
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or self.reject_share < 0:
-            raise ValueError(f"epochs, batch_size, lr must be positive and reject_share >= 0, got {self}")
+            raise InputError(f"epochs, batch_size, lr must be positive and reject_share >= 0, got {self}")
 
 
 class Judge(nn.Module):
@@ -86,7 +86,7 @@ class Judge(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-            raise ValueError(f"the classifier takes [B, 1, 28, 28] images in [-1, 1], got {list(x.shape)}")
+            raise InputError(f"the classifier takes [B, 1, 28, 28] images in [-1, 1], got {list(x.shape)}")
         return self.body(x.clamp(-1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -134,7 +134,7 @@ class MLPClassifier(Judge):
 def build_classifier(arch: str = "cnn", num_classes: int = 11) -> Judge:
     """A fresh judge of kind ``arch`` ("cnn" or "mlp")."""
     if arch not in ARCHS:
-        raise ValueError(f"unknown classifier kind {arch!r}; choose one of {ARCHS}")
+        raise InputError(f"unknown classifier kind {arch!r}; choose one of {ARCHS}")
     return (MNISTClassifier if arch == "cnn" else MLPClassifier)(num_classes)
 
 
@@ -151,7 +151,7 @@ def _shift(x: Tensor, max_shift: int, gen: torch.Generator) -> Tensor:
 def predict(model: nn.Module, images: Tensor, *, batch_size: int = 100) -> Tuple[Tensor, Tensor]:
     """Return (features [N, 128], probabilities [N, C]) for images in [-1, 1], on CPU; C is 11
     (ten digits, then "not a digit") for the shipped judges. Batches of 100 run faster on a
-    CPU than large ones (README, "Speed notes")."""
+    CPU than large ones (benchmarks/RESULTS.md, "Speed notes")."""
     device = next(model.parameters()).device
     model.eval()
     feats, probs = [], []
@@ -184,7 +184,7 @@ def train_classifier(train: TensorDataset, config: Optional[ClassifierConfig] = 
     images, labels = train.tensors[0], train.tensors[1]
     steps_per_epoch = len(images) // cfg.batch_size
     if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {cfg.batch_size} is larger than the data ({len(images)} images)")
+        raise InputError(f"batch_size {cfg.batch_size} is larger than the data ({len(images)} images)")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
     bar = tqdm(total=cfg.epochs * steps_per_epoch, desc="training classifier", disable=not progress)
@@ -217,7 +217,7 @@ def save_classifier(model: Judge, path: Union[str, Path], *, test_accuracy: floa
              "test_accuracy": float(test_accuracy), "note": note,
              "config": asdict(config or ClassifierConfig()),
              "model": {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}}
-    return save_checkpoint(state, path)
+    return write_weights_file(state, path)
 
 
 def load_classifier(path: Union[str, Path, None] = None, *,

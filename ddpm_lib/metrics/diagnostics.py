@@ -6,6 +6,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
+from ..errors import InputError
 from ..diffusion import eps_and_x0, q_sample
 from ..models import eval_mode, model_device
 from ..schedules import Schedule
@@ -31,7 +32,7 @@ def loss_per_t(model: torch.nn.Module, schedule: Schedule, x0: Tensor, *,
     the image's fine detail); its x0 error is highest at large t, where Eq. 15 multiplies an
     eps error by sqrt((1 - alpha_bar_t) / alpha_bar_t)."""
     if space not in SPACES:
-        raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+        raise InputError(f"space must be one of {SPACES}, got {space!r}")
     device = model_device(model)
     schedule = schedule.to(device)
     ts = torch.as_tensor(list(timesteps) if timesteps is not None else

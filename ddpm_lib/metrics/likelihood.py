@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import InputError
 from ..config import EvalConfig
+from ..data import check_model_range
 from ..diffusion import check_timesteps, eps_and_x0, gather, q_posterior, q_sample
 from ..models import eval_mode, model_device
 from ..schedules import Schedule, check_variance
@@ -125,17 +127,18 @@ def bits_per_dim(model: torch.nn.Module, schedule: Schedule, x0: Tensor, *,
     of t = 1..T-1 into ceil(k/4) strata and draws one t per stratum (about k + 1 model calls
     per image). Results depend on ``seed`` and ``batch_size`` (the order of random draws)."""
     if not isinstance(x0, Tensor) or x0.ndim != 4:
-        raise ValueError(f"x0 must be a [N, C, H, W] tensor of 8-bit images in [-1, 1], got {getattr(x0, 'shape', x0)}")
+        raise InputError(f"x0 must be a [N, C, H, W] tensor of 8-bit images in [-1, 1], got {getattr(x0, 'shape', x0)}")
+    check_model_range(x0, "x0")
     levels = (x0 + 1) * 127.5
-    if (levels - levels.round()).abs().max() > 1e-3 or x0.min() < -1 or x0.max() > 1:
-        raise ValueError("x0 must hold 8-bit images scaled to [-1, 1] (k / 127.5 - 1): the "
+    if (levels - levels.round()).abs().max() > 1e-3:
+        raise InputError("x0 must hold 8-bit images scaled to [-1, 1] (k / 127.5 - 1): the "
                          "discrete decoder of Eq. 13 needs the original pixel levels")
     T, n, dims = schedule.T, x0.shape[0], x0[0].numel()
     device = model_device(model)
     schedule = schedule.to(device)
     quarters = [np.arange(max(1, q * T // 4), (q + 1) * T // 4) for q in range(4)]  # code t = 1..T-1
     if t_samples is not None and t_samples < 4:
-        raise ValueError(f"t_samples must be >= 4 (one per quarter of t) or None, got {t_samples}")
+        raise InputError(f"t_samples must be >= 4 (one per quarter of t) or None, got {t_samples}")
     per_q = None if t_samples is None else math.ceil(t_samples / 4)
     # every t once (singletons) or ceil(k/4) strata per quarter; empty ones (small T) add nothing
     strata = [(q, s) for q, idx in enumerate(quarters) if len(idx)

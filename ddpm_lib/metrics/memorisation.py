@@ -12,6 +12,8 @@ from typing import Tuple
 
 import torch
 
+from ..errors import InputError
+
 Tensor = torch.Tensor
 
 
@@ -22,7 +24,7 @@ def nearest_neighbours(queries: Tensor, references: Tensor, *, batch_size: int =
     q = queries.reshape(len(queries), -1).double()
     r = references.reshape(len(references), -1).double()
     if q.shape[1] != r.shape[1]:
-        raise ValueError(f"queries have {q.shape[1]} pixels, references {r.shape[1]}")
+        raise InputError(f"queries have {q.shape[1]} pixels, references {r.shape[1]}")
     r_sq = r.square().sum(1)
     dists, idxs = [], []
     for chunk in q.split(batch_size):

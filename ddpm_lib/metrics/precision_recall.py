@@ -17,9 +17,11 @@ recall (whose balls come from the n samples) is compared only at equal n.
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
+
+from ..errors import InputError
 
 Tensor = torch.Tensor
 
@@ -28,7 +30,7 @@ def knn_radii(features: Tensor, k: int = 3, *, chunk: int = 2048) -> Tensor:
     """Distance from each point to its k-th nearest neighbour in the same set (itself excluded)."""
     f = features.double()
     if f.ndim != 2 or len(f) <= k:
-        raise ValueError(f"need features [N > k, D] with k = {k}, got {list(f.shape)}")
+        raise InputError(f"need features [N > k, D] with k = {k}, got {list(f.shape)}")
     radii = [torch.cdist(part, f).kthvalue(k + 1, dim=1).values for part in f.split(chunk)]
     return torch.cat(radii)  # kthvalue(k + 1): the smallest distance is the point to itself (0)
 
@@ -40,8 +42,12 @@ def manifold_share(query: Tensor, reference: Tensor, radii: Tensor, *, chunk: in
     return torch.cat(inside).double().mean().item()
 
 
-def precision_recall(real: Tensor, generated: Tensor, k: int = 3) -> Tuple[float, float]:
-    """Improved precision and recall of ``generated`` features against ``real`` features."""
-    precision = manifold_share(generated, real, knn_radii(real, k))
+def precision_recall(real: Tensor, generated: Tensor, k: int = 3, *,
+                     real_radii: Optional[Tensor] = None) -> Tuple[float, float]:
+    """Improved precision and recall of ``generated`` features against ``real`` features (the
+    module's Eq. 1-2). ``real_radii`` (``knn_radii(real, k)``) may be passed in when one real set
+    is scored against many generated sets."""
+    radii = knn_radii(real, k) if real_radii is None else real_radii
+    precision = manifold_share(generated, real, radii)
     recall = manifold_share(real, generated, knn_radii(generated, k))
     return precision, recall

@@ -20,9 +20,10 @@ import torch
 
 from torch.utils.data import TensorDataset
 
-from ..data import load_mnist
+from ..errors import InputError, InputTypeError
+from ..data import SAMPLE_RANGE_TOLERANCE, check_model_range, load_mnist
 from .classifier import NOT_A_DIGIT, Judge, default_classifier_path, load_classifier, predict
-from .precision_recall import knn_radii, manifold_share
+from .precision_recall import knn_radii, precision_recall
 
 Tensor = torch.Tensor
 
@@ -31,7 +32,7 @@ def gaussian_stats(features: Tensor) -> tuple:
     """Mean and (unbiased) covariance of features [N, D], in float64."""
     f = features.double()
     if f.ndim != 2 or f.shape[0] < 2:
-        raise ValueError(f"need features of shape [N >= 2, D], got {list(f.shape)}")
+        raise InputError(f"need features of shape [N >= 2, D], got {list(f.shape)}")
     mu = f.mean(0)
     centred = f - mu
     return mu, centred.T @ centred / (f.shape[0] - 1)
@@ -126,7 +127,7 @@ class _JudgeView:
 
     def __init__(self, classifier: Judge, test_images: Tensor):
         self.classifier = classifier
-        self.test_features, self.test_probs = predict(classifier, test_images)
+        self.test_features = predict(classifier, test_images)[0]
         self.test_stats = gaussian_stats(self.test_features)
         self.floors: Dict[int, float] = {}
 
@@ -181,7 +182,7 @@ class SampleEvaluator:
     def fid2(self, samples: Tensor) -> float:
         """The same distance in the second judge's features."""
         if self._second is None:
-            raise ValueError("this evaluator was built with second=False; build it with the default second judge")
+            raise InputError("this evaluator was built with second=False; build it with the default second judge")
         return self._second.fid_of_features(predict(self.second, _check_images(samples))[0])
 
     def floor_images(self, n: int, seed: Optional[int] = None) -> Tensor:
@@ -198,7 +199,7 @@ class SampleEvaluator:
     def fid2_floor(self, n: int) -> float:
         """The real-data floor of :meth:`fid2`."""
         if self._second is None:
-            raise ValueError("this evaluator was built with second=False")
+            raise InputError("this evaluator was built with second=False")
         if n not in self._second.floors:
             self._second.floors[n] = self.fid2(self.floor_images(n))
         return self._second.floors[n]
@@ -215,9 +216,7 @@ class SampleEvaluator:
         """Improved precision and recall of samples' main-judge ``features`` against the 10,000
         test images (all of them: with a 1000-image reference, one outlier's wide ball swallowed
         every blank grey image, precision 1.0; with 10,000 the balls are tighter)."""
-        precision = manifold_share(features, self._main.test_features, self.test_radii)
-        recall = manifold_share(self._main.test_features, features, knn_radii(features, self.k))
-        return precision, recall
+        return precision_recall(self._main.test_features, features, self.k, real_radii=self.test_radii)
 
     def evaluate(self, samples: Tensor, digits: Union[Tensor, Sequence[int], None] = None) -> QualityReport:
         """All sample-quality numbers for ``samples``; with ``digits`` (the requested class of
@@ -234,7 +233,7 @@ class SampleEvaluator:
             if digits.numel() == 1:
                 digits = digits.expand(len(samples))
             if digits.shape != (len(samples),):
-                raise ValueError(f"digits must give one label per sample ({len(samples)}), got {list(digits.shape)}")
+                raise InputError(f"digits must give one label per sample ({len(samples)}), got {list(digits.shape)}")
             acc = ((read_as == digits.cpu()) & ~rejected).float().mean().item()
         n = len(samples)
         precision, recall = self.precision_recall(feats) if n > self.k else (None, None)
@@ -260,16 +259,12 @@ class SampleEvaluator:
 
 def _check_images(x: Tensor) -> Tensor:
     if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise TypeError(f"samples must be a float tensor in [-1, 1], got {getattr(x, 'dtype', type(x))}")
+        raise InputTypeError(f"samples must be a float tensor in [-1, 1], got {getattr(x, 'dtype', type(x))}")
     if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-        raise ValueError(f"samples must have shape [N, 1, 28, 28], got {list(x.shape)}")
+        raise InputError(f"samples must have shape [N, 1, 28, 28], got {list(x.shape)}")
     if len(x) < 2:
-        raise ValueError("need at least 2 samples for a covariance (use hundreds for a stable MNIST-FID)")
-    if not torch.isfinite(x).all():
-        raise ValueError("samples contain NaN or inf: the sampler or the model diverged")
-    if x.min() < -1.5 or x.max() > 1.5:
-        raise ValueError(f"samples must lie in [-1, 1] (model space), got [{x.min():.3g}, {x.max():.3g}]; "
-                         "images in [0, 1] map with x * 2 - 1")
+        raise InputError("need at least 2 samples for a covariance (use hundreds for a stable MNIST-FID)")
+    check_model_range(x, "samples", tolerance=SAMPLE_RANGE_TOLERANCE)  # NaN, 0..255, [0, 1] refused
     return x.detach().cpu().float()
 
 

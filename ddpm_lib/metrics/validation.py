@@ -71,7 +71,7 @@ def corruption_table(evaluator: SampleEvaluator, n: int = EvalConfig.n, seed: in
     families = FAMILIES if families is None else families
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(evaluator.train_images), generator=gen)[:n]
-    real, labels = evaluator.train_images[idx], evaluator.train_labels[idx]
+    real = evaluator.train_images[idx]
     jobs = [("real", 0.0, lambda: real)]
     for name, (fn, strengths, _unit) in families.items():
         jobs += [(name, float(s), (lambda fn=fn, s=s: fn(real, s, gen))) for s in strengths]

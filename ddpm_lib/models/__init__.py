@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Iterator, Union
+from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 
+from ..errors import InputError, InputTypeError
 from ..config import MLPConfig, UNetConfig
+from ..data import MNIST_SHAPE
 from .embeddings import TimeEmbedding, sinusoidal_embedding
 from .mlp import MLPNoisePredictor
 from .unet import UNet
@@ -22,7 +24,7 @@ def build_model(config: ModelConfig) -> torch.nn.Module:
         return UNet(config)
     if isinstance(config, MLPConfig):
         return MLPNoisePredictor(config)
-    raise TypeError(f"expected a UNetConfig or MLPConfig, got {type(config).__name__}")
+    raise InputTypeError(f"expected a UNetConfig or MLPConfig, got {type(config).__name__}")
 
 
 def config_to_dict(config: ModelConfig) -> dict:
@@ -38,8 +40,24 @@ def config_from_dict(d: dict) -> ModelConfig:
     kind = d.pop("kind", None)
     cls = {"unet": UNetConfig, "mlp": MLPConfig}.get(kind)
     if cls is None:
-        raise ValueError(f"unknown model kind {kind!r} in checkpoint config")
+        raise InputError(f"unknown model kind {kind!r} in checkpoint config")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def image_shape_of(model: torch.nn.Module, image_shape: Optional[Sequence[int]] = None) -> Tuple[int, ...]:
+    """The (C, H, W) of the images ``model`` works on: ``image_shape`` when given, else read from the
+    model's config (``in_channels``, ``image_size``), as diffusers' pipelines read ``unet.config``; a
+    model without such a config is taken to make MNIST's 1x28x28 images."""
+    if image_shape is not None:
+        shape = tuple(int(s) for s in image_shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise InputError(f"image_shape must be (channels, height, width), got {tuple(image_shape)}")
+        return shape
+    config = getattr(model, "config", None)
+    channels, size = getattr(config, "in_channels", None), getattr(config, "image_size", None)
+    if channels is None or size is None:
+        return MNIST_SHAPE
+    return (int(channels), int(size), int(size))
 
 
 def count_parameters(model: torch.nn.Module) -> int:

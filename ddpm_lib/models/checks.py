@@ -3,9 +3,9 @@ instead of deep inside a convolution."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
+
+from ..errors import InputError, InputTypeError
 
 Tensor = torch.Tensor
 
@@ -17,16 +17,16 @@ def check_model_input(x: Tensor, t: Tensor, *, channels: int, size: int) -> None
     where they enter the library (:func:`ddpm_lib.diffusion.check_timesteps`, the samplers,
     ``Trainer.fit``)."""
     if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise TypeError(f"x must be a float tensor, got {getattr(x, 'dtype', type(x).__name__)}; "
+        raise InputTypeError(f"x must be a float tensor, got {getattr(x, 'dtype', type(x).__name__)}; "
                         "convert images with x.float() / 127.5 - 1")
     expected = (channels, size, size)
     if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-        raise ValueError(f"x must have shape [B, {channels}, {size}, {size}], got {list(x.shape)}"
+        raise InputError(f"x must have shape [B, {channels}, {size}, {size}], got {list(x.shape)}"
                          + ("; add a channel dimension with x.unsqueeze(1)" if x.ndim == 3 else ""))
     if not isinstance(t, Tensor) or t.is_floating_point() or t.is_complex():
-        raise TypeError(f"t must be a tensor of integer steps, got {getattr(t, 'dtype', type(t).__name__)}")
+        raise InputTypeError(f"t must be a tensor of integer steps, got {getattr(t, 'dtype', type(t).__name__)}")
     if t.shape != (x.shape[0],):
-        raise ValueError(f"t must have shape [{x.shape[0]}] (one step per image), got {list(t.shape)}")
+        raise InputError(f"t must have shape [{x.shape[0]}] (one step per image), got {list(t.shape)}")
 
 
 def check_labels(y: Tensor, n: int, num_classes: int) -> Tensor:
@@ -35,12 +35,12 @@ def check_labels(y: Tensor, n: int, num_classes: int) -> Tensor:
     same label for all n."""
     y = torch.as_tensor(y)
     if y.is_floating_point() or y.is_complex():
-        raise TypeError(f"labels y must be integers, got dtype {y.dtype}")
+        raise InputTypeError(f"labels y must be integers, got dtype {y.dtype}")
     if y.ndim == 0:
         y = y.expand(n)
     if y.shape != (n,):
-        raise ValueError(f"y must hold one label per sample, shape [{n}], got {list(y.shape)}")
+        raise InputError(f"y must hold one label per sample, shape [{n}], got {list(y.shape)}")
     if y.numel() and (int(y.min()) < 0 or int(y.max()) > num_classes):
-        raise ValueError(f"labels must be integers in [0, {num_classes}] ({num_classes} = null label), "
+        raise InputError(f"labels must be integers in [0, {num_classes}] ({num_classes} = null label), "
                          f"got values in [{int(y.min())}, {int(y.max())}]")
     return y.long()

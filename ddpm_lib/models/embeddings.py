@@ -8,6 +8,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..errors import InputError, InputTypeError
+
 Tensor = torch.Tensor
 
 
@@ -15,7 +17,7 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> T
     """Map integer steps t [B] to [B, dim] features: for i = 0..dim/2-1,
     freq_i = max_period^(-i / (dim/2)) (log-spaced), emb = [sin(t freq), cos(t freq)]."""
     if dim % 2:
-        raise ValueError(f"embedding dim must be even, got {dim}")
+        raise InputError(f"embedding dim must be even, got {dim}")
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     args = t.float()[:, None] * freqs[None, :]
@@ -43,14 +45,14 @@ class TimeEmbedding(nn.Module):
         emb = self.mlp(sinusoidal_embedding(t, self.sin_dim))
         if self.label_emb is None:
             if y is not None:
-                raise ValueError("labels y were given to an unconditional model; "
+                raise InputError("labels y were given to an unconditional model; "
                                  "build it with num_classes=10 to condition on digits")
             return emb
         if y is None:
             y = torch.full_like(t, self.num_classes)
         if y.shape != t.shape:
-            raise ValueError(f"labels y must have shape {tuple(t.shape)} (one per sample), got {tuple(y.shape)}")
+            raise InputError(f"labels y must have shape {tuple(t.shape)} (one per sample), got {tuple(y.shape)}")
         if y.is_floating_point() or y.is_complex():
-            raise TypeError(f"labels y must be integers in [0, {self.num_classes}] "
+            raise InputTypeError(f"labels y must be integers in [0, {self.num_classes}] "
                             f"({self.num_classes} = null label), got dtype {y.dtype}")
         return emb + self.label_emb(y.long())

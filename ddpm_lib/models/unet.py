@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from ..config import UNetConfig
 from .checks import check_model_input
 from .embeddings import TimeEmbedding
@@ -50,7 +51,7 @@ class SelfAttention(nn.Module):
     def __init__(self, channels: int, num_heads: int, groups: int):
         super().__init__()
         if channels % num_heads:
-            raise ValueError(f"channels ({channels}) must be divisible by num_heads ({num_heads})")
+            raise InputError(f"channels ({channels}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
         self.norm = nn.GroupNorm(min(groups, channels), channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
@@ -114,7 +115,7 @@ class UNet(nn.Module):
         self.config = cfg = config or UNetConfig()
         size = cfg.image_size
         if size % 2 ** (len(cfg.channel_mults) - 1):
-            raise ValueError(f"image_size {size} cannot be halved {len(cfg.channel_mults) - 1} times")
+            raise InputError(f"image_size {size} cannot be halved {len(cfg.channel_mults) - 1} times")
         emb_dim = cfg.base_channels * cfg.time_emb_mult
         self.time_emb = TimeEmbedding(emb_dim, sin_dim=cfg.base_channels, num_classes=cfg.num_classes)
         self.inp = nn.Conv2d(cfg.in_channels, cfg.base_channels, 3, padding=1)
