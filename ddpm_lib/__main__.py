@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List, NoReturn, Optional, Tuple
+from typing import Callable, Dict, List, NoReturn, Optional, Tuple
 
 import torch
 
@@ -24,7 +24,7 @@ from .data import load_mnist, pretrained_path
 from .errors import DDPMError, InputError
 from .files import OutputLock, check_writable, read_weights_file, remove_partial_saves, replace_atomically
 from .metrics.classifier import ARCHS, DEFAULT_EPOCHS, MIN_ACCURACY, ClassifierConfig
-from .models import build_model, config_to_dict, count_parameters
+from .models import ModelConfig, build_model, config_to_dict, count_parameters
 from .plotting import save_grid
 from .samplers import default_guidance, sample
 from .schedules import PREDICTIONS
@@ -121,9 +121,37 @@ def _stop_on_sigterm(signum, frame):  # a killed run saves its checkpoint like C
     raise KeyboardInterrupt
 
 
+# --model: each kind and the model config a new run of it trains (_model_kind reads a saved one back)
+MODEL_KINDS: Dict[str, Callable[[argparse.Namespace], ModelConfig]] = {
+    "unet": lambda args: UNetConfig(base_channels=args.base_channels),
+    "cond-unet": lambda args: UNetConfig(base_channels=args.base_channels, num_classes=10),
+    "mlp": lambda args: MLPConfig(),
+}
+
+# train's flags that set a config field: (section of a checkpoint, field). A new run builds its
+# configs from them; a resumed run keeps the checkpoint's, so typing one with another value is refused.
+FLAG_FIELDS: Dict[str, Tuple[str, str]] = {
+    **{flag: ("diffusion_config", flag) for flag in ("schedule", "T", "prediction")},
+    "base_channels": ("model_config", "base_channels"),
+    **{flag: ("train_config", flag) for flag in ("batch_size", "lr", "lr_schedule", "min_snr_gamma", "precision",
+                                                 "checkpoint_every", "seed", "subset")},
+}
+
+
 def _model_kind(model_config: dict) -> str:
-    """The --model name of a saved model config."""
+    """The --model name (a key of MODEL_KINDS) of a saved model config."""
     return "mlp" if model_config.get("kind") == "mlp" else ("cond-unet" if model_config.get("num_classes") else "unet")
+
+
+def _flag_value(args: argparse.Namespace, flag: str):
+    """A FLAG_FIELDS flag's value as its config field holds it (--min-snr-gamma 0: None, unweighted)."""
+    value = getattr(args, flag)
+    return (value or None) if flag == "min_snr_gamma" else value
+
+
+def _fields_from_flags(args: argparse.Namespace, section: str) -> dict:
+    """The config fields of one checkpoint section that train's flags set."""
+    return {field: _flag_value(args, flag) for flag, (sec, field) in FLAG_FIELDS.items() if sec == section}
 
 
 def _resume_conflicts(args: argparse.Namespace, state: dict) -> List[str]:
@@ -131,15 +159,14 @@ def _resume_conflicts(args: argparse.Namespace, state: dict) -> List[str]:
     keeps the checkpoint's model, schedule, data and optimiser settings (only --steps and
     --minutes change)."""
     # settings added since a checkpoint was written take the values its run had (checkpoints.MIGRATIONS)
-    model, diffusion, train = state["model_config"], migrated(state, "diffusion_config"), migrated(state, "train_config")
-    saved = {"model": _model_kind(model), "schedule": diffusion.get("schedule"), "T": diffusion.get("T"),
-             "prediction": diffusion.get("prediction"), "base_channels": model.get("base_channels"),
-             **{k: train.get(k) for k in ("batch_size", "lr", "seed", "checkpoint_every", "subset") if k in train},
-             **{k: train[k] for k in ("lr_schedule", "min_snr_gamma", "precision")}}
-    asked = {dest: (getattr(args, dest) or None) if dest == "min_snr_gamma" else getattr(args, dest)
-             for dest in saved if dest in args.given}  # --min-snr-gamma 0 is None (unweighted)
-    return [f"--{dest.replace('_', '-')} {getattr(args, dest)} (checkpoint: {saved[dest]})"
-            for dest, value in asked.items() if value != saved[dest]]
+    sections = {"model_config": state["model_config"], "diffusion_config": migrated(state, "diffusion_config"),
+                "train_config": migrated(state, "train_config")}
+    saved = {"model": _model_kind(sections["model_config"]),
+             **{flag: sections[sec].get(field) for flag, (sec, field) in FLAG_FIELDS.items()
+                if sec != "train_config" or field in sections[sec]}}  # an old file may not record its subset
+    asked = {flag: args.model if flag == "model" else _flag_value(args, flag) for flag in saved if flag in args.given}
+    return [f"--{flag.replace('_', '-')} {getattr(args, flag)} (checkpoint: {saved[flag]})"
+            for flag, value in asked.items() if value != saved[flag]]
 
 
 def _budget_left(trainer: Trainer, ckpt: Path) -> None:
@@ -188,6 +215,25 @@ def _locked_train(args: argparse.Namespace) -> int:
             out.rmdir()  # a refused run leaves nothing behind
 
 
+def _new_trainer(args: argparse.Namespace, out: Path, device: torch.device) -> Trainer:
+    """A new run: the model of --model, its configs from train's flags (FLAG_FIELDS)."""
+    steps = args.steps if args.steps is not None else (None if args.minutes else TrainConfig().steps)
+    config = TrainConfig(steps=steps, max_minutes=args.minutes, **_fields_from_flags(args, "train_config"))
+    diffusion = DiffusionConfig(**_fields_from_flags(args, "diffusion_config"))
+    return Trainer(build_model(MODEL_KINDS[args.model](args)), diffusion, config, out_dir=out, device=device)
+
+
+def _resumed_trainer(args: argparse.Namespace, out: Path, state: dict, resume_from: Path,
+                     device: torch.device) -> Trainer:
+    """A resumed run: the checkpoint's settings, with only --steps and --minutes changed."""
+    overrides = {k: v for k, v in (("steps", args.steps), ("max_minutes", args.minutes)) if v is not None}
+    if "subset" not in state.get("train_config", {}):  # written before runs recorded their data
+        overrides["subset"] = args.subset
+    trainer = Trainer.from_checkpoint(resume_from, out_dir=out, device=device, **overrides)
+    _budget_left(trainer, resume_from)
+    return trainer
+
+
 def _train(args: argparse.Namespace, out: Path, state: Optional[dict], resume_from: Optional[Path]) -> int:
     """cmd_train's work, while it holds the lock on ``out``."""
     ckpt = out / CHECKPOINT_NAME
@@ -204,25 +250,10 @@ def _train(args: argparse.Namespace, out: Path, state: Optional[dict], resume_fr
     seed_everything(args.seed)
     device = get_device(args.device)
     if resume_from is not None:
-        overrides = {k: v for k, v in (("steps", args.steps), ("max_minutes", args.minutes)) if v is not None}
-        if "subset" not in state.get("train_config", {}):  # written before runs recorded their data
-            overrides["subset"] = args.subset
-        trainer = Trainer.from_checkpoint(resume_from, out_dir=out, device=device, **overrides)
-        _budget_left(trainer, resume_from)
+        trainer = _resumed_trainer(args, out, state, resume_from, device)
     else:
-        if args.model == "mlp":
-            model_cfg = MLPConfig()
-        else:
-            model_cfg = UNetConfig(base_channels=args.base_channels,
-                                   num_classes=10 if args.model == "cond-unet" else None)
-        steps = args.steps if args.steps is not None else (None if args.minutes else TrainConfig().steps)
-        config = TrainConfig(steps=steps, max_minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
-                             lr_schedule=args.lr_schedule, min_snr_gamma=args.min_snr_gamma or None,
-                             precision=args.precision,
-                             checkpoint_every=args.checkpoint_every, seed=args.seed, subset=args.subset)
-        diffusion = DiffusionConfig(T=args.T, schedule=args.schedule, prediction=args.prediction)
-        trainer = Trainer(build_model(model_cfg), diffusion, config, out_dir=out, device=device)
-    trainer.resume_hint = f"Continue with: python -m ddpm_lib train --out {out} --resume"
+        trainer = _new_trainer(args, out, device)
+    trainer.on_interrupt = lambda _: print(f"Continue with: python -m ddpm_lib train --out {out} --resume")
     data = load_mnist(subset=trainer.config.subset, download=args.download)
     if trainer.config.batch_size > len(data):
         raise InputError(f"--batch-size {trainer.config.batch_size} is larger than the {len(data)} training "
@@ -365,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a noise predictor on MNIST, write checkpoints and samples",
                        allow_abbrev=False)
-    t.add_argument("--model", choices=["unet", "cond-unet", "mlp"], default="unet",
+    t.add_argument("--model", choices=list(MODEL_KINDS), default="unet",
                    help="cond-unet: class-conditional U-Net trained with label dropout (for guidance)")
     t.add_argument("--out", default="runs/unet", help=f"output folder ({CHECKPOINT_NAME}, samples.png)")
     t.add_argument("--schedule", choices=["linear", "cosine"], default=diffusion.schedule)

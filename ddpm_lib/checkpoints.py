@@ -139,7 +139,7 @@ def check_resumable(state: Dict[str, Any], path: PathLike = "the checkpoint") ->
     export can be sampled (:func:`load_model`) but holds no optimizer state to resume."""
     if is_export(state):
         raise CheckpointError(f"{path} is a sampling-only export (EMA weights, no optimizer state): it can be "
-                              f"sampled (python -m ddpm_lib sample --checkpoint {path}), not resumed; resume from "
+                              f"sampled (load_model), not resumed; resume from "
                               f"the run's own {CHECKPOINT_NAME}, or train a new run")
 
 

@@ -42,7 +42,11 @@ class DiffusionConfig:
 
 @dataclass
 class UNetConfig:
-    """A U-Net for 1x28x28 images: 28x28 -> 14x14 -> 7x7 and back, no padding to 32."""
+    """A U-Net for ``in_channels`` x ``image_size`` x ``image_size`` images; the defaults are MNIST's
+    1x28x28: 28x28 -> 14x14 -> 7x7 and back, no padding to 32. Each entry of ``channel_mults`` is one
+    level (the first at full size, each next one at half the size before it), so ``image_size`` must
+    halve evenly ``len(channel_mults) - 1`` times; ``attn_resolutions`` lists the sizes (in pixels)
+    whose level gets self-attention."""
 
     in_channels: int = 1
     base_channels: int = 32
@@ -59,9 +63,9 @@ class UNetConfig:
     @classmethod
     def small(cls, **overrides) -> "UNetConfig":
         """Half the widths (16, 32, 64): a quarter of the default's FLOPs and parameters, the same
-        architecture, meant for CPU budgets of tens of minutes (measured in benchmarks/RESULTS.md).
-        The shipped ``unet_mnist.pt`` is this preset: at 28,000 steps (2 hours on 2 CPU cores) it beats the
-        default width at 4780 and samples 2.5x as fast (benchmarks/RESULTS.md, "A smaller, faster U-Net")."""
+        architecture, meant for CPU budgets of tens of minutes. The shipped ``unet_mnist.pt`` is this
+        preset; how it compares with the default width in quality and speed is measured in
+        benchmarks/RESULTS.md, "A smaller, faster U-Net"."""
         base = dict(base_channels=16)
         base.update(overrides)
         return cls(**base)

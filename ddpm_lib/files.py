@@ -269,7 +269,7 @@ class OutputLock:
 
     def _busy(self) -> CheckpointError:
         return CheckpointError(f"another training run (pid {self._owner()}) is writing to {self.folder}; wait for "
-                               f"it to end or stop it, or choose another --out (if no run is there, delete "
+                               f"it to end or stop it, or choose another output folder (if no run is there, delete "
                                f"{self.path})")
 
     def acquire(self) -> "OutputLock":
@@ -280,7 +280,7 @@ class OutputLock:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise CheckpointError(f"cannot create the output folder {self.folder} ({err.strerror or err}); "
-                                  f"choose another --out") from err
+                                  f"choose another output folder") from err
         try:
             import fcntl
         except ImportError:  # no flock: an existing lock file is taken as live
@@ -293,7 +293,7 @@ class OutputLock:
                 raise self._busy() from None
             except OSError as err:
                 raise CheckpointError(f"output folder {self.folder} is not writable ({err.strerror or err}); "
-                                      f"choose another --out, or fix its permissions") from err
+                                      f"choose another output folder, or fix its permissions") from err
             if fcntl is not None:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -311,7 +311,7 @@ class OutputLock:
             os.write(fd, f"{os.getpid()}\n".encode())
             self._fd = fd
             return self
-        raise CheckpointError(f"could not lock {self.folder}: other processes keep taking it; choose another --out")
+        raise CheckpointError(f"could not lock {self.folder}: other processes keep taking it; choose another output folder")
 
     def release(self) -> None:
         """Remove the lock file (if it is still ours) and let go of it; safe to call twice."""

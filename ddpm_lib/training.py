@@ -153,14 +153,16 @@ class Trainer:
     another schedule refuses it. ``fit`` checks the images once at its start
     (:func:`ddpm_lib.data.check_model_range`: floats in [-1, 1], no uint8, NaN or [0, 1] images).
 
-    ``resume_hint`` is the sentence printed after an interruption saying how to continue (the
-    command line sets it to its ``--resume`` command)."""
+    An interruption (Ctrl-C) saves a checkpoint, sets ``interrupted`` and returns from ``fit``;
+    ``on_interrupt(trainer)``, if set, is called then (the command line prints its ``--resume``
+    command there), else "call fit() again to continue" is printed."""
 
     def __init__(self, model: torch.nn.Module, diffusion: Optional[DiffusionConfig] = None,
                  train_config: Optional[TrainConfig] = None, *,
                  loss_fn: Optional[LossFn] = None,
                  out_dir: Union[str, Path, None] = None,
-                 device: Union[str, torch.device, None] = None):
+                 device: Union[str, torch.device, None] = None,
+                 on_interrupt: Optional[Callable[["Trainer"], None]] = None):
         self.config = train_config or TrainConfig()
         self.diffusion = diffusion or DiffusionConfig()
         self.device = torch.device(device) if device is not None else get_device()
@@ -178,7 +180,7 @@ class Trainer:
         self.elapsed_s = 0.0
         self.interrupted = False
         self.generator = torch.Generator().manual_seed(self.config.seed)
-        self.resume_hint = "Call fit() again to continue."
+        self.on_interrupt = on_interrupt
 
     # ----------------------------------------------------------------- checkpoints
     @property
@@ -304,9 +306,12 @@ class Trainer:
                     where = f"; checkpoint saved to {self.save()}"
                 except KeyboardInterrupt:  # pressed again: held back until the save had finished
                     where = f"; checkpoint saved to {self.checkpoint_path}"
-            bar.write(f"interrupted at step {self.step}{where}. {self.resume_hint}")
+            bar.write(f"interrupted at step {self.step}{where}." + ("" if self.on_interrupt else
+                                                                   " Call fit() again to continue."))
         finally:
             bar.close()
+        if self.interrupted and self.on_interrupt is not None:
+            self.on_interrupt(self)
         if self.out_dir is not None and not self.interrupted:
             self.save()
         return self.history
