@@ -280,7 +280,7 @@ def shipped_study(out: Path, sections: Sequence[str], *, unet: Optional[str], co
             raise ValueError(f"--unet-samplers {sorted(unknown)}: not rows of the unet section; choose from "
                              f"{[name for name, _, _ in plan]}")
         grid_path = out.with_suffix(".samples.pt")
-        grid = torch.load(grid_path) if unet_samplers and grid_path.exists() else {}
+        grid = torch.load(grid_path, weights_only=True) if unet_samplers and grid_path.exists() else {}
         rows = []
         for name, sname, seed in plan:
             if unet_samplers and name not in unet_samplers:
@@ -409,7 +409,7 @@ class StudyFile:
         self.runs: List[dict] = [{**{k: stored[k] for k in ("device", "torch", "command") if k in stored}, **r}
                                  for r in stored.get("runs", [])]
         self.samples = self.out.with_suffix(".samples.pt")
-        self.grids: Dict[str, torch.Tensor] = torch.load(self.samples) if stored and self.samples.exists() else {}
+        self.grids: Dict[str, torch.Tensor] = torch.load(self.samples, weights_only=True) if stored and self.samples.exists() else {}
         self.keep = set(only.split(",")) if only else None
         argv = sitting.argv if sitting.argv is not None else sys.argv[1:]
         self.command = " ".join(["python benchmarks/studies.py", *argv])

@@ -145,7 +145,7 @@ def shipped_copy(shipped_run, tmp_path):
 def test_unet_samplers_recomputes_only_the_rows_named_in_the_sections_order(shipped_run, shipped_copy, monkeypatch):
     monkeypatch.setattr(studies, "SampleEvaluator", CheapEvaluator)
     out, before = shipped_copy, {r["name"]: r for r in shipped_run["got"]["unet"]}
-    grids_before = torch.load(out.with_suffix(".samples.pt"))
+    grids_before = torch.load(out.with_suffix(".samples.pt"), weights_only=True)
     studies.main(["shipped", "--unet", shipped_run["unet"][0], "--only", "unet", "--unet-samplers", "dpm20",
                   "sde20_trail_seed2", "--n", str(N), "--out", str(out), "--device", "cpu"])
     again = json.loads(out.read_text())
