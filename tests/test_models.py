@@ -204,3 +204,17 @@ def test_cpu_channels_last_leaves_a_model_that_chose_its_layout_alone(tiny_unet_
     with cpu_channels_last(mlp):  # no convolutions: nothing to change
         assert all(p.is_contiguous() for p in mlp.parameters())
 
+
+
+def test_a_unet_of_another_size_says_which_sizes_work_and_where_attention_goes():
+    """A size the down path cannot halve is refused with sizes that work; attention sizes that match no
+    level are a warning (the model would silently run without them), and a 3x32x32 U-Net keeps the shape."""
+    from ddpm_lib import UNet, UNetConfig
+
+    with pytest.raises(ValueError, match=r"image_size 10 cannot be halved 2 times .* sizes that work: 4, 8, 12"):
+        UNet(UNetConfig(base_channels=8, image_size=10))
+    with pytest.warns(UserWarning, match=r"attn_resolutions \(7,\) matches no level .* \[32, 16, 8\]"):
+        UNet(UNetConfig(base_channels=8, image_size=32))
+    model = UNet(UNetConfig(in_channels=3, base_channels=8, image_size=32, attn_resolutions=(8,)))
+    x = torch.randn(2, 3, 32, 32)
+    assert model(x, torch.tensor([0, 999])).shape == x.shape

@@ -7,6 +7,8 @@ to the decoder. No padding to 32x32: stride-2 convolutions halve 28 -> 14 -> 7 e
 
 from __future__ import annotations
 
+import warnings
+
 from typing import List, Optional
 
 import torch
@@ -114,8 +116,17 @@ class UNet(nn.Module):
         super().__init__()
         self.config = cfg = config or UNetConfig()
         size = cfg.image_size
-        if size % 2 ** (len(cfg.channel_mults) - 1):
-            raise InputError(f"image_size {size} cannot be halved {len(cfg.channel_mults) - 1} times")
+        halvings = len(cfg.channel_mults) - 1
+        if size % 2 ** halvings:
+            works = [s for s in range(2 ** halvings, 2 ** halvings * 9, 2 ** halvings)]
+            raise InputError(f"image_size {size} cannot be halved {halvings} times (one per level after the "
+                             f"first of channel_mults {tuple(cfg.channel_mults)}); sizes that work: "
+                             f"{', '.join(map(str, works))}, ... or fewer levels")
+        levels = [size // 2 ** i for i in range(halvings + 1)]
+        if cfg.attn_resolutions and not set(cfg.attn_resolutions) & set(levels):
+            warnings.warn(f"attn_resolutions {tuple(cfg.attn_resolutions)} matches no level of this U-Net "
+                          f"(sizes {levels}): only the bottleneck has self-attention; pick sizes from {levels}, "
+                          f"or () to say so", stacklevel=2)
         emb_dim = cfg.base_channels * cfg.time_emb_mult
         self.time_emb = TimeEmbedding(emb_dim, sin_dim=cfg.base_channels, num_classes=cfg.num_classes)
         self.inp = nn.Conv2d(cfg.in_channels, cfg.base_channels, 3, padding=1)
