@@ -152,7 +152,7 @@ def test_unet_samplers_recomputes_only_the_rows_named_in_the_sections_order(ship
     assert [r["name"] for r in again["unet"]] == list(before)
     changed = {name for name, r in before.items() if again["unet"][list(before).index(name)] != r}
     assert changed <= {"dpm20", "sde20_trail_seed2"} and "dpm20" in changed  # another checkpoint: other images
-    grids = torch.load(out.with_suffix(".samples.pt"))
+    grids = torch.load(out.with_suffix(".samples.pt"), weights_only=True)
     assert list(grids) == list(grids_before) and not torch.equal(grids["dpm20"], grids_before["dpm20"])
     assert torch.equal(grids["sde20_trail"], grids_before["sde20_trail"])
 
