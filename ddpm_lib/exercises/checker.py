@@ -61,10 +61,6 @@ class Exercise:
     rtol: float = 1e-4
     atol: float = 1e-4
 
-    @property
-    def signature(self) -> str:
-        return f"{self.name}({', '.join(self.params)})"
-
 
 @dataclass
 class _Outcome:
