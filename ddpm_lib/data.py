@@ -5,11 +5,13 @@ against the md5 of the original uncompressed files, unpacked where
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import math
 import os
 import shutil
+import zlib
 from pathlib import Path
 from typing import Optional, Union
 
@@ -17,6 +19,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from .errors import DDPMError, InputError, InputTypeError
+from .files import first_line
 
 MNIST_SHAPE = (1, 28, 28)  # (channels, height, width) of an MNIST image
 
@@ -65,8 +68,33 @@ def _matches(path: Path, size: int, md5: str) -> bool:
 
 def _fix_hint(root: Path) -> str:
     return (f"Fix: restore the repository's copy (git checkout -- {root / 'MNIST' / 'raw'}), "
-            f"or fetch the files from the network with prepare_mnist(download=True) "
-            f"/ python -m ddpm_lib train --download")
+            f"or fetch the files from the network with prepare_mnist(download=True)")
+
+
+def _unpack(packed: Path, plain: Path, root: Path) -> Path:
+    """Decompress ``packed`` into a per-process temporary file beside ``plain`` (parallel first uses
+    do not collide) and return it; on any failure nothing is left behind and :class:`MNISTDataError`
+    says whether the folder cannot be written or the archive is damaged."""
+    tmp = plain.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        dst = open(tmp, "wb")
+    except OSError as err:
+        raise MNISTDataError(f"cannot unpack {packed.name}: the MNIST folder {plain.parent} is not writable "
+                             f"({err.strerror or err}); make it writable, or copy the data folder somewhere "
+                             f"writable and point {DATA_ENV} at it") from err
+    try:
+        with dst, gzip.open(packed, "rb") as src:
+            shutil.copyfileobj(src, dst)
+    except (OSError, EOFError, zlib.error) as err:  # a damaged archive, a full disk
+        tmp.unlink(missing_ok=True)
+        full = isinstance(err, OSError) and err.errno == errno.ENOSPC
+        reason = "the disk is full" if full else "it is damaged, truncated or not gzip"
+        raise MNISTDataError(f"MNIST file {packed} cannot be decompressed ({type(err).__name__}: "
+                             f"{first_line(err)}): {reason}. " + _fix_hint(root)) from err
+    except BaseException:  # Ctrl-C mid-way: no half-written file left behind
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 def prepare_mnist(root: Union[str, Path, None] = None, *, download: bool = False) -> Path:
@@ -94,14 +122,7 @@ def prepare_mnist(root: Union[str, Path, None] = None, *, download: bool = False
                     f"with md5 {md5})" if plain.exists() else
                     f"{plain} (or {packed.name}) is missing (expected {size} bytes with md5 {md5})")
             raise MNISTDataError(f"MNIST file {what}. " + _fix_hint(root))
-        tmp = plain.with_suffix(f".{os.getpid()}.tmp")  # per process: parallel first uses do not collide
-        try:
-            with gzip.open(packed, "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        except (OSError, EOFError) as err:
-            tmp.unlink(missing_ok=True)
-            raise MNISTDataError(f"MNIST file {packed} cannot be decompressed ({err}): it is "
-                                 f"truncated or not gzip. " + _fix_hint(root)) from err
+        tmp = _unpack(packed, plain, root)
         if not _matches(tmp, size, md5):
             got = tmp.stat().st_size
             tmp.unlink()
@@ -154,8 +175,15 @@ def to_model_range(x: torch.Tensor, *, max_value: Optional[float] = None) -> tor
         lo, hi = (float(v) for v in torch.aminmax(x))
         if not (0 <= lo and hi <= max_value):  # also refuses NaN
             raise InputError(f"to_model_range expects values in [0, {max_value:g}], got [{lo:.4g}, {hi:.4g}]"
-                             + ("; float pixels 0..255 need max_value=255" if 1 < hi <= 255 else ""))
+                             + (f"; pixels 0..{_pixel_max(hi)} need max_value={_pixel_max(hi)}" if 1 < hi <= 255 else ""))
     return x / (max_value / 2) - 1
+
+
+def _pixel_max(hi: float) -> int:
+    """The largest value of the pixel format that data whose brightest pixel is ``hi`` were stored in,
+    for hints: 255 for 8-bit images (also where no pixel reaches 255), else the data's own maximum
+    rounded up (e.g. 16 for scikit-learn's 8x8 digits)."""
+    return 255 if hi > 128 else math.ceil(hi)
 
 
 def _range_fix(call: str = "to_model_range(images)") -> str:
@@ -172,7 +200,7 @@ def check_model_range(images: torch.Tensor, what: str = "images", tolerance: flo
     """Raise :class:`ValueError` naming the fix (:func:`to_model_range`) unless ``images`` are
     finite floats in the model's data space [-1, 1] (to within ``tolerance``): integer pixels
     (uint8), NaN or inf, values beyond [-1, 1] (pixels 0..255 as floats) and images in [0, 1]
-    (nothing below 0 at all: an image space never mapped to [-1, 1], where black is -1) are
+    (nothing below ``-tolerance``: an image space never mapped to [-1, 1], where black is -1) are
     refused. One pass over the tensor: call it once where data enter (``Trainer.fit``), not per
     batch."""
     if not images.is_floating_point():
@@ -183,9 +211,10 @@ def check_model_range(images: torch.Tensor, what: str = "images", tolerance: flo
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise InputError(f"{what} contain NaN or inf; reload them (load_mnist()) or find where they were damaged")
     if lo < -1 - tolerance or hi > 1 + tolerance:
-        pixels = 0 <= lo and hi <= 255  # float pixels 0..255
+        pixels = 0 <= lo and hi <= 255  # float pixels 0..hi: the hint names the data's own maximum
+        top = _pixel_max(hi)
         raise InputError(f"{what} must be scaled to [-1, 1], got range [{lo:.4g}, {hi:.4g}]; "
-                         + _range_fix("to_model_range(images, max_value=255)" if pixels else "to_model_range"))
-    if lo >= 0 and hi > 0:
+                         + _range_fix(f"to_model_range(images, max_value={top})" if pixels else "to_model_range"))
+    if lo >= -tolerance and hi > 0:
         raise InputError(f"{what} lie in [{lo:.4g}, {hi:.4g}] with no value below 0, like images in [0, 1]; the "
                          f"model's data space is [-1, 1] (black is -1): {_range_fix()}")

@@ -6,6 +6,7 @@ paper's t = 1..T.
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Tuple, Union
 
 import torch
@@ -64,14 +65,21 @@ def check_timesteps(t: Union[Tensor, int], batch: int, T: int, device: torch.dev
     t = t.long().to(device)
     read = [t.min(), t.max()] if t.numel() else []
     if x0 is not None and x0.numel():
-        read.append(x0.detach().abs().amax())
+        read.extend(torch.aminmax(x0.detach()))
     if not read:
         return t
     values = torch.stack([v.float() for v in read]).tolist()  # the one device-to-host read
     if t.numel() and (values[0] < 0 or values[1] >= T):
         raise InputError(f"t must lie in [0, T) = [0, {T}); got values in "
                          f"[{int(t.min())}, {int(t.max())}]. Code uses 0-based steps: paper t = code t + 1")
-    if x0 is not None and x0.numel() and not values[-1] <= X0_LIMIT:  # NaN compares False: refused too
+    if x0 is None or not x0.numel():
+        return t
+    lo, hi = values[-2:]
+    if 0 <= lo < hi <= 1:  # said, not refused: a batch of bright images in [-1, 1] is possible
+        warnings.warn(f"x0 lies in [{lo:.3g}, {hi:.3g}] with nothing below 0, like images in [0, 1]; q_sample "
+                      f"takes them as data in [-1, 1] (black is -1) as given: rescale images with "
+                      f"ddpm_lib.data.to_model_range", UserWarning, stacklevel=3)
+    if not (-lo <= X0_LIMIT and hi <= X0_LIMIT):  # NaN compares False: refused too
         x0 = x0.detach()
         if not torch.isfinite(x0).all():
             raise InputError("x0 contains NaN or inf; find where the data were damaged (load_mnist() gives clean "

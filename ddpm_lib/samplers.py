@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
+import os
 from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Union
 
 import torch
@@ -148,11 +150,55 @@ class SampleTrajectory(NamedTuple):
 SampleResult = Union[Tensor, SampleTrajectory]  # images, or images and trajectory when asked for
 
 
+# how many image-sized float32 tensors a sampler holds at once (x_t, the noise, the network's output,
+# x0, a solver's previous x0, temporaries of a step's arithmetic): sizes beyond memory are refused
+# up front (:func:`check_sample_count`), before any noise is drawn
+COPIES_WHILE_SAMPLING = 8
+
+
+def available_memory(device: torch.device) -> Optional[int]:
+    """Bytes a sampler may use on ``device``: a GPU's free memory, else the memory the operating system
+    reports as available (Linux ``MemAvailable``, else all physical memory); None where unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_sample_count(n: Any, image_shape: Sequence[int], device: torch.device) -> int:
+    """Return ``n`` as an int if a sampler can draw that many images of ``image_shape`` on ``device``;
+    raise :class:`InputError` for a count that is not a whole number >= 1, or one whose images
+    (:data:`COPIES_WHILE_SAMPLING` float32 copies) need more memory than is available, naming the limit."""
+    try:
+        if isinstance(n, bool):
+            raise TypeError
+        n = operator.index(n)  # int, numpy or one-element integer tensor; 2.5 and True are not counts
+    except TypeError:
+        raise InputError(f"n must be a whole number of images to sample, got {n!r}") from None
+    if n < 1:
+        raise InputError(f"n must be >= 1 (number of images to sample), got {n}")
+    per_image = COPIES_WHILE_SAMPLING * 4 * math.prod(image_shape)
+    free = available_memory(device)
+    if free is not None and n * per_image > free:
+        shape = "x".join(str(d) for d in image_shape)
+        raise InputError(f"n={n} images of {shape} need about {n * per_image / 2**30:.3g} GiB while sampling, more "
+                         f"than the {free / 2**30:.3g} GiB available on {device.type}: sample at most "
+                         f"{free // per_image} at a time, in several calls")
+    return n
+
+
 def _start(n: int, generator: Optional[torch.Generator], seed: Optional[int]) -> torch.Generator:
     """The sampler's noise source: the given generator, a CPU one seeded with ``seed``, or
     (neither given) one seeded from torch's global RNG."""
-    if n < 1:
-        raise InputError(f"n must be >= 1 (number of images to sample), got {n}")
     if generator is not None and seed is not None:
         raise InputError("pass either generator or seed, not both")
     if generator is not None:
@@ -208,9 +254,10 @@ def reverse_loop(model: torch.nn.Module, schedule: Schedule, n: int, path: Seque
     one batch)."""
     if isinstance(cpu_batch, bool) or not isinstance(cpu_batch, int) or cpu_batch < 1:
         raise InputError(f"cpu_batch must be a positive integer, got {cpu_batch!r}")
-    gen = _start(n, generator, seed)
     device = model_device(model)
     image_shape = image_shape_of(model, image_shape)
+    n = check_sample_count(n, image_shape, device)  # before anything is built for n images
+    gen = _start(n, generator, seed)
     check_model_schedule(model, schedule)  # once per call: the schedule it was trained with, if it remembers one
     path = list(path)
     if not path or any(b >= a for a, b in zip(path, path[1:])) or not 0 <= path[-1] <= path[0] < schedule.T:

@@ -119,3 +119,52 @@ def test_processes_unpacking_at_once_do_not_collide(raw_copy):
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     raw = prepare_mnist(raw_copy)
     assert not list(raw.glob("*.tmp")) and len(list(raw.glob("*-ubyte"))) == 4
+
+
+def _flip_inside_gz(gz, offset):
+    """Flip one byte of the compressed stream (past the gzip header), as a bad disk or copy would."""
+    data = bytearray(gz.read_bytes())
+    data[offset] ^= 0xFF
+    gz.unlink()
+    gz.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name", ["train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"])
+def test_flipped_byte_inside_gz_is_one_line_and_leaves_nothing(raw_copy, name):
+    raw = raw_copy / "MNIST" / "raw"
+    gz = raw / f"{name}.gz"
+    _flip_inside_gz(gz, gz.stat().st_size // 3)
+    with pytest.raises(MNISTDataError, match=rf"{name}.gz.*(damaged|do not match).*git checkout") as err:
+        prepare_mnist(raw_copy)
+    assert "\n" not in str(err.value)
+    assert not list(raw.glob("*.tmp")), "a failed unpack must not leave a temporary file"
+
+
+def test_read_only_folder_is_not_called_a_bad_archive(raw_copy, monkeypatch):
+    """A folder that cannot be written (read-only, or not the user's) is said to be so: chmod does not
+    bind root, so the refusal to create the file is simulated."""
+    import builtins
+    import errno
+    real_open = builtins.open
+
+    def refusing_open(file, mode="r", *args, **kwargs):
+        if "w" in mode and str(file).endswith(".tmp"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    with pytest.raises(MNISTDataError, match=r"not writable \(Permission denied\).*DDPM_DATA") as err:
+        prepare_mnist(raw_copy)
+    assert "gzip" not in str(err.value) and "damaged" not in str(err.value)
+
+
+@pytest.mark.parametrize("top", [16, 255])
+def test_range_hints_name_the_datas_own_maximum(top):
+    """Pixels 0..16 (scikit-learn's 8x8 digits) are not told to divide by 255."""
+    from ddpm_lib.data import check_model_range, to_model_range
+    pixels = torch.arange(top + 1, dtype=torch.float32).reshape(1, 1, 1, -1)
+    with pytest.raises(ValueError, match=rf"max_value={top}\b"):
+        check_model_range(pixels, "images")
+    with pytest.raises(ValueError, match=rf"max_value={top}\b"):
+        to_model_range(pixels)
+    assert [float(v) for v in to_model_range(pixels, max_value=top).aminmax()] == [-1.0, 1.0]
