@@ -175,11 +175,11 @@ def to_model_range(x: torch.Tensor, *, max_value: Optional[float] = None) -> tor
         lo, hi = (float(v) for v in torch.aminmax(x))
         if not (0 <= lo and hi <= max_value):  # also refuses NaN
             raise InputError(f"to_model_range expects values in [0, {max_value:g}], got [{lo:.4g}, {hi:.4g}]"
-                             + (f"; pixels 0..{_pixel_max(hi)} need max_value={_pixel_max(hi)}" if 1 < hi <= 255 else ""))
+                             + (f"; pixels 0..{pixel_max(hi)} need max_value={pixel_max(hi)}" if 1 < hi <= 255 else ""))
     return x / (max_value / 2) - 1
 
 
-def _pixel_max(hi: float) -> int:
+def pixel_max(hi: float) -> int:
     """The largest value of the pixel format that data whose brightest pixel is ``hi`` were stored in,
     for hints: 255 for 8-bit images (also where no pixel reaches 255), else the data's own maximum
     rounded up (e.g. 16 for scikit-learn's 8x8 digits)."""
@@ -212,7 +212,7 @@ def check_model_range(images: torch.Tensor, what: str = "images", tolerance: flo
         raise InputError(f"{what} contain NaN or inf; reload them (load_mnist()) or find where they were damaged")
     if lo < -1 - tolerance or hi > 1 + tolerance:
         pixels = 0 <= lo and hi <= 255  # float pixels 0..hi: the hint names the data's own maximum
-        top = _pixel_max(hi)
+        top = pixel_max(hi)
         raise InputError(f"{what} must be scaled to [-1, 1], got range [{lo:.4g}, {hi:.4g}]; "
                          + _range_fix(f"to_model_range(images, max_value={top})" if pixels else "to_model_range"))
     if lo >= -tolerance and hi > 0:

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from ..errors import InputError, InputTypeError
-from ..data import SAMPLE_RANGE_TOLERANCE, check_model_range, load_mnist
+from ..data import MNIST_SHAPE, SAMPLE_RANGE_TOLERANCE, check_model_range, load_mnist
 from .classifier import NOT_A_DIGIT, Judge, default_classifier_path, load_classifier, predict
 from .precision_recall import knn_radii, precision_recall
 
@@ -260,8 +260,10 @@ class SampleEvaluator:
 def _check_images(x: Tensor) -> Tensor:
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise InputTypeError(f"samples must be a float tensor in [-1, 1], got {getattr(x, 'dtype', type(x))}")
-    if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-        raise InputError(f"samples must have shape [N, 1, 28, 28], got {list(x.shape)}")
+    if x.ndim != 4 or tuple(x.shape[1:]) != MNIST_SHAPE:
+        raise InputError(f"samples must have MNIST's shape [N, {', '.join(map(str, MNIST_SHAPE))}], got {list(x.shape)}: "
+                         f"the MNIST judges score MNIST digits only (for other data, bits/dim and memorisation "
+                         f"do not need a judge)")
     if len(x) < 2:
         raise InputError("need at least 2 samples for a covariance (use hundreds for a stable MNIST-FID)")
     check_model_range(x, "samples", tolerance=SAMPLE_RANGE_TOLERANCE)  # NaN, 0..255, [0, 1] refused
