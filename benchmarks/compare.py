@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from ddpm_lib import (DiffusionConfig, SamplerConfig, TrainConfig, Trainer, UNet, UNetConfig, ddim_sample,
                       ddpm_sample, load_mnist, make_schedule, seed_everything)
-from ddpm_lib.files import replace_atomically
+from ddpm_lib.files import read_weights_file, replace_atomically
 from ddpm_lib.metrics import SampleEvaluator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +171,7 @@ class Run:
         """Chunk i of the n samples called ``key``: {"x", "seconds"}, from the cache or drawn now."""
         path = self.out / f"samples_{key}_{n}_{i}.pt"
         if path.exists():
-            return torch.load(path, weights_only=True)
+            return read_weights_file(path, "sample chunk")
         start = time.perf_counter()
         chunk = {"x": draw().cpu().float()}
         chunk["seconds"] = time.perf_counter() - start
@@ -209,7 +209,7 @@ def sample_and_score(run: Run, name: str, key: str, n: int, seed: int, curve, ev
     todo = {label: draw for label, draw in draws.items() if label not in r}
     if not todo:
         return
-    model.load_state_dict(torch.load(run.out / f"{name}_{key}.pt", weights_only=True))
+    model.load_state_dict(read_weights_file(run.out / f"{name}_{key}.pt", "trained weights file"))
     model.eval()
     chunks = {label: [] for label in todo}
     for i, lo in enumerate(range(0, n, CHUNK)):

@@ -208,6 +208,8 @@ def plot(data: Dict, bench_dir: Path) -> None:
     import matplotlib.pyplot as plt
     import torch
 
+    from ddpm_lib.files import read_weights_file
+
     budget, main = _budgets(data)[-1], headline(data)
     res = data[budget]
     curves = [(w, c) for w, c in zip(OURS, ("C0", "C1")) if len(res.get(w, {}).get("samples", {})) > 1]
@@ -246,7 +248,7 @@ def plot(data: Dict, bench_dir: Path) -> None:
     if grids:
         fig, axes = plt.subplots(len(grids), 1, figsize=(8, 1.0 * len(grids) + 0.3), squeeze=False)
         for ax, (k, g) in zip(axes[:, 0], grids):
-            x = torch.load(g, weights_only=True)[:16]
+            x = read_weights_file(g, "sample grid file")[:16]
             ax.imshow(torch.cat(list(((x + 1) / 2).clamp(0, 1)[:, 0]), dim=1), cmap="gray")
             ax.set_axis_off()
             ax.set_title(NAMES.get(k, k), fontsize=9, loc="left")

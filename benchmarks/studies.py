@@ -37,6 +37,7 @@ import torch
 
 from ddpm_lib import (DiffusionConfig, MLPConfig, TrainConfig, Trainer, UNetConfig, build_model, count_parameters,
                       get_device, load_checkpoint, load_mnist, load_model, pretrained_path, sample, simple_loss)
+from ddpm_lib.files import read_weights_file
 from ddpm_lib.metrics import QualityReport, SampleEvaluator, predict
 from ddpm_lib.metrics.diagnostics import loss_per_t
 from ddpm_lib.schedules import Schedule
@@ -280,7 +281,7 @@ def shipped_study(out: Path, sections: Sequence[str], *, unet: Optional[str], co
             raise ValueError(f"--unet-samplers {sorted(unknown)}: not rows of the unet section; choose from "
                              f"{[name for name, _, _ in plan]}")
         grid_path = out.with_suffix(".samples.pt")
-        grid = torch.load(grid_path, weights_only=True) if unet_samplers and grid_path.exists() else {}
+        grid = read_weights_file(grid_path, "sample grid file") if unet_samplers and grid_path.exists() else {}
         rows = []
         for name, sname, seed in plan:
             if unet_samplers and name not in unet_samplers:
@@ -409,7 +410,8 @@ class StudyFile:
         self.runs: List[dict] = [{**{k: stored[k] for k in ("device", "torch", "command") if k in stored}, **r}
                                  for r in stored.get("runs", [])]
         self.samples = self.out.with_suffix(".samples.pt")
-        self.grids: Dict[str, torch.Tensor] = torch.load(self.samples, weights_only=True) if stored and self.samples.exists() else {}
+        self.grids: Dict[str, torch.Tensor] = (read_weights_file(self.samples, "sample grid file")
+                                               if stored and self.samples.exists() else {})
         self.keep = set(only.split(",")) if only else None
         argv = sitting.argv if sitting.argv is not None else sys.argv[1:]
         self.command = " ".join(["python benchmarks/studies.py", *argv])

@@ -1,6 +1,9 @@
 """Command line: ``python -m ddpm_lib [train|sample|evaluate|export|classifier] ...``; with no command, a short demo:
 samples of the shipped U-Net, a 3-minute training run of the x0-predicting MLP, and the
-evaluator's numbers for both (``runs/demo/``)."""
+evaluator's numbers for both (``runs/demo/``, replacing only an earlier demo there, never a run of yours).
+No command replaces an earlier output without ``--overwrite`` (or ``train --resume``), or writes into
+the shipped weights folder (``data/pretrained/``) without ``--replace-shipped``. Errors are one line;
+Ctrl-C ends a command with exit code 130."""
 
 from __future__ import annotations
 
@@ -12,26 +15,29 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, NoReturn, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, NoReturn, Optional, Tuple
 
 import torch
 
-from .checkpoints import (CHECKPOINT_NAME, CheckpointError, check_resumable, export_pretrained, load_checkpoint, load_model,
-                          migrated)
-from .config import (LR_SCHEDULES, PRECISIONS, SAMPLERS, SPACINGS, DiffusionConfig, EvalConfig, MLPConfig, SamplerConfig, TrainConfig,
-                     UNetConfig, get_device, seed_everything)
-from .data import load_mnist, pretrained_path
+from .checkpoints import (CHECKPOINT_NAME, CheckpointError, check_resumable, export_pretrained, is_export,
+                          load_checkpoint, load_model, migrated)
+from .config import (LR_SCHEDULES, MAX_SEED, PRECISIONS, SAMPLERS, SPACINGS, DiffusionConfig, EvalConfig, MLPConfig,
+                     SamplerConfig, TrainConfig, UNetConfig, get_device, seed_everything)
+from .data import load_mnist, pretrained_dir, pretrained_path
 from .errors import DDPMError, InputError
-from .files import OutputLock, check_writable, read_weights_file, remove_partial_saves, replace_atomically
+from .files import (OutputLock, check_writable, file_digest, read_weights_file, remove_partial_saves,
+                    replace_atomically)
 from .metrics.classifier import ARCHS, DEFAULT_EPOCHS, MIN_ACCURACY, ClassifierConfig
-from .models import ModelConfig, build_model, config_to_dict, count_parameters
+from .metrics.likelihood import MIN_T_SAMPLES
+from .models import ModelConfig, build_model, config_to_dict, count_parameters, image_shape_of
 from .plotting import save_grid
-from .samplers import default_guidance, sample
+from .samplers import check_sample_count, default_guidance, sample
 from .schedules import PREDICTIONS
 from .training import Trainer
 
 DEBUG_ENV = "DDPM_DEBUG"  # =1: every error with its traceback (the library's own errors are one line otherwise)
 MIN_FID_SAMPLES = 100  # evaluate warns below this --n: MNIST-FID is biased and noisy with few samples
+SAMPLE_FILES = ("samples.png", "samples.pt")  # what `sample` (and `train`, at its end) writes into its --out
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,7 +52,7 @@ def _number(text: str, kind: Callable, ok: Callable, want: str):
         value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be {want}, got {text!r}") from None
-    if not (math.isfinite(value) and ok(value)):
+    if not ((kind is not float or math.isfinite(value)) and ok(value)):  # an int of 400 digits is no float
         raise argparse.ArgumentTypeError(f"must be {want}, got {text}")
     return value
 
@@ -71,6 +77,17 @@ def non_negative_float(text: str) -> float:
     return _number(text, float, lambda v: v >= 0, "a finite number >= 0")
 
 
+def seed(text: str) -> int:
+    """argparse type: a random seed 0..MAX_SEED."""
+    return _number(text, int, lambda v: 0 <= v <= MAX_SEED, f"an integer 0..{MAX_SEED}")
+
+
+def t_samples(text: str) -> int:
+    """argparse type: t draws per image for bits/dim, at least MIN_T_SAMPLES (one per quarter of t)."""
+    return _number(text, int, lambda v: v >= MIN_T_SAMPLES, f"an integer >= {MIN_T_SAMPLES} (one t in each "
+                   f"quarter of the diffusion)")
+
+
 def digit(text: str) -> int:
     """argparse type: a digit class 0..9."""
     return _number(text, int, lambda v: 0 <= v <= 9, "a digit 0..9")
@@ -88,6 +105,82 @@ def _sampler_config(args: argparse.Namespace) -> SamplerConfig:
     return SamplerConfig(sampler=args.sampler, steps=args.steps, eta=args.eta, spacing=args.spacing, seed=args.seed)
 
 
+# ---------------------------------------------------------------- what a command may write (and read)
+
+def shipped_folder() -> Path:
+    """The folder of the shipped weights: ``data/pretrained/`` (under ``$DDPM_DATA`` when it is set)."""
+    return pretrained_dir()
+
+
+def refuse_shipped(path: Path, replace_shipped: bool, flag: str, *, folder: bool = False) -> bool:
+    """The one guard of the shipped weights, for every command that writes: ``path`` (a file, or with
+    ``folder`` a folder written into) in :func:`shipped_folder` or below it, however reached (symbolic
+    links followed), is refused unless ``--replace-shipped`` was given. Returns whether it lies there."""
+    path = Path(path)
+    # a link at a file's own path is replaced, never written through: only its folder is followed
+    where = path.resolve() if folder else path.parent.resolve() / path.name
+    shipped = shipped_folder().resolve()
+    if where != shipped and shipped not in where.parents:
+        return False
+    if not replace_shipped:
+        raise InputError(f"{flag} {path} is in {shipped_folder()}, the shipped weights the notebooks and the metrics "
+                         f"use; choose another {flag}, or add --replace-shipped to write there on purpose")
+    return True
+
+
+def _check_output_file(path: Path, flag: str, overwrite: bool) -> None:
+    """Refuse, before any work, an output file that a folder stands in the way of, or that exists
+    already while ``--overwrite`` was not given."""
+    if path.is_dir() and not path.is_symlink():
+        raise CheckpointError(f"{path} is a folder, not a file, so nothing can be written there; move that folder "
+                              f"away, or choose another {flag}")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise CheckpointError(f"{path} exists already: replace it with --overwrite, or choose another {flag}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (through symbolic or hard links too), as ``cp`` asks."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def remove_stale_temporaries(paths: Iterable[Path]) -> List[Path]:
+    """Delete what writes of these outputs, killed before their final rename, left beside them
+    (:func:`ddpm_lib.files.remove_partial_saves`); returns what was removed. Called before a command
+    writes there (``train`` does so under its folder's lock)."""
+    return [tmp for path in paths for tmp in remove_partial_saves(path)]
+
+
+def _report_removed(removed: List[Path], folder: Path) -> None:
+    if removed:
+        print(f"removed {len(removed)} unfinished file(s) that a killed write left in {folder}")
+
+
+def _load_for_sampling(args: argparse.Namespace, device: torch.device):
+    """``load_model`` for ``sample`` and ``evaluate``; ``--raw`` on an export (which holds only the EMA
+    weights) is refused rather than quietly sampling the EMA weights."""
+    if args.raw and is_export(load_checkpoint(args.checkpoint)):
+        raise InputError(f"--raw: {args.checkpoint} is a sampling-only export, which holds only the EMA weights; "
+                         f"leave out --raw, or give the run's own {CHECKPOINT_NAME} for its raw weights")
+    return load_model(args.checkpoint, ema=not args.raw, device=device)
+
+
+def _check_labels_wanted(model, digit: Optional[int], guidance: Optional[float]) -> None:
+    """--digit and --guidance need a class-conditional model: say so for any other, before sampling."""
+    if getattr(model, "null_label", None) is not None:
+        return
+    fix = (f"or sample a class-conditional model (train one with --model cond-unet, or use the shipped "
+           f"{pretrained_path('cond_unet_mnist')})")
+    if digit is not None:
+        raise InputError(f"--digit {digit}: this model is unconditional (not class-conditional), so it cannot draw a "
+                         f"chosen digit; leave out --digit, {fix}")
+    if guidance:
+        raise InputError(f"--guidance {guidance:g}: this model is unconditional (not class-conditional), so it "
+                         f"cannot be guided; leave out --guidance, {fix}")
+
+
 def _sample(model, schedule, n: int, config: SamplerConfig, digit: Optional[int] = None,
             guidance: Optional[float] = None):
     """Draw n samples; returns (images, requested labels or None, guidance weight used, seconds)."""
@@ -96,6 +189,7 @@ def _sample(model, schedule, n: int, config: SamplerConfig, digit: Optional[int]
         raise InputError(f"--n must be at least 1, got {n}")
     if digit is not None and not 0 <= digit <= 9:
         raise InputError(f"--digit must be 0..9, got {digit}")
+    _check_labels_wanted(model, digit, guidance)
     if getattr(model, "null_label", None) is not None and digit is None:
         y = torch.arange(n) % 10  # a conditional model without --digit: every digit in turn
     else:
@@ -109,12 +203,13 @@ def _sample_and_save(model, schedule, out: Path, n: int, config: SamplerConfig, 
                      guidance: Optional[float] = None) -> Path:
     x, _, w, seconds = _sample(model, schedule, n, config, digit, guidance)
     out.mkdir(parents=True, exist_ok=True)
-    replace_atomically(out / "samples.png", lambda tmp: save_grid(x, str(tmp), nrow=max(1, int(n ** 0.5))))
-    replace_atomically(out / "samples.pt", lambda tmp: torch.save(x, tmp))
+    png, pt = (out / name for name in SAMPLE_FILES)
+    replace_atomically(png, lambda tmp: save_grid(x, str(tmp), nrow=max(1, int(n ** 0.5))))
+    replace_atomically(pt, lambda tmp: torch.save(x, tmp))
     c = config
     print(f"sampled {n} images ({c.sampler}{'' if c.sampler == 'ddpm' else f'-{c.steps}, {c.spacing} steps'}"
-          f"{f', guidance w = {w}' if w else ''}) in {seconds:.1f}s -> {out / 'samples.png'}")
-    return out / "samples.png"
+          f"{f', guidance w = {w}' if w else ''}) in {seconds:.1f}s -> {png}")
+    return png
 
 
 def _stop_on_sigterm(signum, frame):  # a killed run saves its checkpoint like Ctrl-C does
@@ -193,6 +288,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _locked_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    refuse_shipped(out, args.replace_shipped, "--out", folder=True)  # before the folder or its lock is made
     state, resume_from = None, None
     if args.resume:  # refused before anything is created or locked
         resume_from = out / CHECKPOINT_NAME if args.resume == "auto" else Path(args.resume)
@@ -237,9 +333,11 @@ def _resumed_trainer(args: argparse.Namespace, out: Path, state: dict, resume_fr
 def _train(args: argparse.Namespace, out: Path, state: Optional[dict], resume_from: Optional[Path]) -> int:
     """cmd_train's work, while it holds the lock on ``out``."""
     ckpt = out / CHECKPOINT_NAME
-    removed = remove_partial_saves(ckpt)
-    if removed:
-        print(f"removed {len(removed)} unfinished checkpoint file(s) that a killed save left in {out}")
+    samples = [out / name for name in SAMPLE_FILES] if args.n_samples > 0 else []
+    _report_removed(remove_stale_temporaries([ckpt, *samples]), out)
+    if ckpt.is_dir() and not ckpt.is_symlink():
+        raise CheckpointError(f"{ckpt} is a folder, not a checkpoint, so the run could not be saved there; move "
+                              f"that folder away, or choose another --out")
     if ckpt.exists() and not args.overwrite and (resume_from is None or resume_from.resolve() != ckpt.resolve()):
         try:
             held = f" (step {load_checkpoint(ckpt)['step']})"
@@ -247,6 +345,8 @@ def _train(args: argparse.Namespace, out: Path, state: Optional[dict], resume_fr
             held = " (unreadable)"
         raise CheckpointError(f"{ckpt} holds an earlier run{held}: continue it with --resume, start over with "
                               f"--overwrite (replaces it), or choose another --out")
+    for path in samples:  # a new run's samples never replace others' unasked; a resumed run renews its own
+        _check_output_file(path, "--out", args.overwrite or resume_from is not None)
     seed_everything(args.seed)
     device = get_device(args.device)
     if resume_from is not None:
@@ -254,6 +354,8 @@ def _train(args: argparse.Namespace, out: Path, state: Optional[dict], resume_fr
     else:
         trainer = _new_trainer(args, out, device)
     trainer.on_interrupt = lambda _: print(f"Continue with: python -m ddpm_lib train --out {out} --resume")
+    if args.n_samples > 0:  # a count that cannot fit is refused now, not after the training
+        check_sample_count(args.n_samples, image_shape_of(trainer.model), device)
     data = load_mnist(subset=trainer.config.subset, download=args.download)
     if trainer.config.batch_size > len(data):
         raise InputError(f"--batch-size {trainer.config.batch_size} is larger than the {len(data)} training "
@@ -282,9 +384,16 @@ def _train(args: argparse.Namespace, out: Path, state: Optional[dict], resume_fr
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    model, schedule = load_model(args.checkpoint, ema=not args.raw, device=get_device(args.device))
-    check_writable(args.out, "--out")  # before sampling, which can take minutes
-    _sample_and_save(model, schedule, Path(args.out), args.n, _sampler_config(args), args.digit, args.guidance)
+    out = Path(args.out)
+    # all before sampling, which can take minutes; --replace-shipped is the shipped folder's own --overwrite
+    overwrite = refuse_shipped(out, args.replace_shipped, "--out", folder=True) or args.overwrite
+    files = [out / name for name in SAMPLE_FILES]
+    for path in files:
+        _check_output_file(path, "--out", overwrite)
+    check_writable(out, "--out")
+    model, schedule = _load_for_sampling(args, get_device(args.device))
+    _report_removed(remove_stale_temporaries(files), out)
+    _sample_and_save(model, schedule, out, args.n, _sampler_config(args), args.digit, args.guidance)
     return 0
 
 
@@ -295,11 +404,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.n < MIN_FID_SAMPLES:
         print(f"warning: MNIST-FID from --n {args.n} samples is unreliable (biased upwards and noisy below "
               f"{MIN_FID_SAMPLES}); compare FIDs only at equal n (default --n {EvalConfig().n})", file=sys.stderr)
-    model, schedule = load_model(args.checkpoint, ema=not args.raw, device=device)
+    model, schedule = _load_for_sampling(args, device)
+    _check_labels_wanted(model, args.digit, args.guidance)
     for path in (args.classifier or default_classifier_path("cnn"), args.second_classifier or default_classifier_path("mlp")):
         read_weights_file(path, "classifier file")  # one clear line for an empty, refused or foreign file
-    judges = {"classifier": load_classifier(args.classifier, device=device),
-              "second": load_classifier(args.second_classifier or default_classifier_path("mlp"), device=device)}
+    judges = {"classifier": load_classifier(args.classifier, device=device, check_accuracy=True),
+              "second": load_classifier(args.second_classifier or default_classifier_path("mlp"), device=device,
+                                        check_accuracy=True)}
     evaluator = SampleEvaluator(judges["classifier"], second=judges["second"])
     x, y, w, seconds = _sample(model, schedule, args.n, _sampler_config(args), args.digit, args.guidance)
     report = evaluator.evaluate(x, digits=y)
@@ -312,7 +423,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               "guidance": w, "digit": args.digit, "sampling_s": round(seconds, 2),
               **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in report.as_dict().items()},
               "memorisation_ratio": round(memo.ratio, 4), "copy_share": round(memo.copy_share, 4),
-              **{f"{name}_used": {"path": j.path, "kind": j.arch, "test_accuracy": round(j.test_accuracy, 4)}
+              **{f"{name}_used": {"path": j.path, "kind": j.arch, "test_accuracy": round(j.test_accuracy, 4),
+                                   "measured_accuracy": round(j.measured_accuracy, 4)}
                  for name, j in judges.items()}}
     if args.bpd_images > 0:
         vlb = bits_per_dim(model, schedule, test[:args.bpd_images], t_samples=args.t_samples, seed=args.seed)
@@ -323,17 +435,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_existing(path: Path, flag: str, overwrite: bool) -> None:
-    """Refuse to replace an existing output file unless ``--overwrite`` was given (as ``train`` does)."""
-    if (path.exists() or path.is_symlink()) and not overwrite:
-        raise CheckpointError(f"{path} exists already: replace it with --overwrite, or choose another {flag}")
-
-
 def cmd_export(args: argparse.Namespace) -> int:
-    if Path(args.out).is_dir():
-        raise InputError(f"{args.out} is a folder; give the export a file name, e.g. {Path(args.out) / 'model.pt'}")
-    _refuse_existing(Path(args.out), "output file", args.overwrite)  # e.g. the shipped data/pretrained/ files
-    path = export_pretrained(args.checkpoint, args.out, note=args.note)
+    checkpoint, out = Path(args.checkpoint), Path(args.out)
+    if _same_file(checkpoint, out):
+        raise InputError(f"output file {out} is the same file as the checkpoint {checkpoint}: the export would replace "
+                         f"what it is made from; give the export another name, e.g. "
+                         f"{checkpoint.with_name(checkpoint.stem + '_export.pt')}")
+    overwrite = refuse_shipped(out, args.replace_shipped, "output file") or args.overwrite
+    if out.is_dir():
+        raise InputError(f"{out} is a folder; give the export a file name, e.g. {out / 'model.pt'}")
+    _check_output_file(out, "output file", overwrite)
+    _report_removed(remove_stale_temporaries([out]), out.parent)
+    path = export_pretrained(checkpoint, out, note=args.note)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, EMA weights in float16)")
     return 0
 
@@ -343,15 +456,13 @@ def cmd_classifier(args: argparse.Namespace) -> int:
 
     out = Path(args.out or f"runs/classifier/{args.arch}.pt")
     shipped = default_classifier_path(args.arch)
-    if out.resolve() == shipped.resolve() and not args.replace_shipped:  # refuse before training, not after
-        print(f"error: {out} is the shipped judge every quality number depends on; add --replace-shipped "
-              f"to overwrite it, or write elsewhere with --out", file=sys.stderr)
-        return 1
+    # all before training; --replace-shipped is the shipped folder's own --overwrite
+    overwrite = refuse_shipped(out, args.replace_shipped, "--out") or args.overwrite
     if out.is_dir():
         raise InputError(f"--out {out} is a folder; give a file name such as {out / (args.arch + '.pt')}")
-    if out.resolve() != shipped.resolve():  # --replace-shipped is the shipped file's own --overwrite
-        _refuse_existing(out, "--out", args.overwrite)
+    _check_output_file(out, "--out", overwrite)
     check_writable(out.parent, "--out folder")
+    _report_removed(remove_stale_temporaries([out]), out.parent)
     seed_everything(args.seed)
     t0 = time.perf_counter()
     config = ClassifierConfig(arch=args.arch, epochs=args.epochs, reject_share=args.reject_share, seed=args.seed)
@@ -382,10 +493,19 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     p.add_argument("--eta", type=non_negative_float, default=d.eta,
                    help="DDIM noise: 0 deterministic, 1 as much as DDPM (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=seed, default=d.seed, help=f"0..{MAX_SEED} (default: %(default)s)")
     p.add_argument("--guidance", type=non_negative_float, default=None,
                    help=f"classifier-free guidance weight w (default: {d.guidance} for a class-conditional "
                         f"model, 0 without labels)")
+
+
+RAW_HELP = "use the raw weights instead of the EMA (a run's checkpoint: an export holds only the EMA weights)"
+
+
+def _add_replace_shipped(p: argparse.ArgumentParser, flag: str, replaces: bool = True) -> None:
+    p.add_argument("--replace-shipped", action="store_true",
+                   help=f"let {flag} be in the shipped weights folder ({shipped_folder()}), refused without it"
+                        + (" (what is there is then replaced, --overwrite or not)" if replaces else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -420,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "choice for CPU budgets of tens of minutes; default: %(default)s)")
     t.add_argument("--subset", type=positive_int, default=train.subset,
                    help="train on n random images (a resumed run keeps its own)")
-    t.add_argument("--seed", type=int, default=train.seed)
+    t.add_argument("--seed", type=seed, default=train.seed, help=f"0..{MAX_SEED} (default: %(default)s)")
     t.add_argument("--checkpoint-every", type=non_negative_int, default=train.checkpoint_every,
                    help="steps between checkpoints, 0: only at the end (default: %(default)s)")
     t.add_argument("--resume", nargs="?", const="auto", default=None,
@@ -428,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "only --steps and --minutes may change")
     t.add_argument("--overwrite", action="store_true",
                    help=f"start a new run even though OUT/{CHECKPOINT_NAME} exists (it is replaced)")
+    _add_replace_shipped(t, "--out", replaces=False)
     t.add_argument("--n-samples", type=non_negative_int, default=64, help="images to sample at the end (0: none)")
     t.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     t.add_argument("--download", action="store_true", help="fetch MNIST from the network if missing")
@@ -435,11 +556,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="sample images from a checkpoint", allow_abbrev=False)
     s.add_argument("--checkpoint", required=True)
-    s.add_argument("--out", default="runs/samples")
+    s.add_argument("--out", default="runs/samples",
+                   help=f"output folder ({', '.join(SAMPLE_FILES)}; earlier ones there are kept unless --overwrite)")
+    s.add_argument("--overwrite", action="store_true", help="replace samples that --out holds already")
+    _add_replace_shipped(s, "--out")
     s.add_argument("--n", type=positive_int, default=64)
     _add_sampler_args(s)
     s.add_argument("--digit", type=digit, default=None, help="generate this digit (class-conditional models)")
-    s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    s.add_argument("--raw", action="store_true", help=RAW_HELP)
     s.add_argument("--device", default=None)
     s.set_defaults(func=cmd_sample)
 
@@ -455,21 +579,22 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--digit", type=digit, default=None, help="class-conditional models: only this digit")
     v.add_argument("--bpd-images", type=non_negative_int, default=evaluation.bpd_images,
                    help="also estimate the variational bound (bits/dim) on this many test images")
-    v.add_argument("--t-samples", type=positive_int, default=evaluation.t_samples,
-                   help="stratified t draws per image for bits/dim (default: %(default)s)")
+    v.add_argument("--t-samples", type=t_samples, default=evaluation.t_samples,
+                   help=f"stratified t draws per image for bits/dim, at least {MIN_T_SAMPLES} (default: %(default)s)")
     v.add_argument("--classifier", default=None, help="main judge's weights (default: the shipped CNN)")
     v.add_argument("--second-classifier", default=None,
                    help="second judge's weights, for the second MNIST-FID (default: the shipped MLP)")
-    v.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    v.add_argument("--raw", action="store_true", help=RAW_HELP)
     v.add_argument("--device", default=None)
     v.set_defaults(func=cmd_evaluate)
 
     e = sub.add_parser("export", help="write a small sampling-only copy of a checkpoint (EMA, float16)",
                        allow_abbrev=False)
-    e.add_argument("checkpoint")
-    e.add_argument("out")
+    e.add_argument("checkpoint", help=f"the checkpoint to export (a run's {CHECKPOINT_NAME})")
+    e.add_argument("out", help="the export's file, never CHECKPOINT itself")
     e.add_argument("--note", default="", help="free text stored with the weights (e.g. how they were trained)")
     e.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    _add_replace_shipped(e, "OUT")
     e.set_defaults(func=cmd_export)
     c = sub.add_parser("classifier", help="train an MNIST judge (CNN or MLP) behind the quality metrics",
                        allow_abbrev=False)
@@ -477,16 +602,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--arch", choices=ARCHS, default=cdef.arch,
                    help="cnn: the main judge; mlp: the second opinion (default: %(default)s)")
     c.add_argument("--out", default=None, help="default: runs/classifier/<arch>.pt")
-    c.add_argument("--replace-shipped", action="store_true",
-                   help="allow --out to overwrite the shipped weights in data/pretrained/")
-    c.add_argument("--overwrite", action="store_true",
-                   help="replace --out if it exists (the shipped weights need --replace-shipped)")
+    c.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _add_replace_shipped(c, "--out")
     c.add_argument("--epochs", type=positive_int, default=None,
                    help="default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_EPOCHS.items()))
     c.add_argument("--reject-share", type=non_negative_float, default=cdef.reject_share,
                    help="'not a digit' images per digit image in each batch (default: %(default)s)")
     c.add_argument("--subset", type=positive_int, default=None, help="train on n random images")
-    c.add_argument("--seed", type=int, default=cdef.seed)
+    c.add_argument("--seed", type=seed, default=cdef.seed, help=f"0..{MAX_SEED} (default: %(default)s)")
     c.add_argument("--device", default=None)
     c.set_defaults(func=cmd_classifier)
     return p
@@ -501,7 +624,25 @@ def _given(parser: argparse.ArgumentParser, command: Optional[str], argv: List[s
             if any(tok == o or tok.startswith(o + "=") for tok in argv)}
 
 
+def _ignored_flag(args: argparse.Namespace) -> Optional[str]:
+    """Why a flag typed on the command line would change nothing (None if every one counts): such a
+    command is refused rather than run without it."""
+    given, command = args.given, args.command
+    if command == "train" and args.model == "mlp" and "base_channels" in given:
+        return "--base-channels sets a U-Net's width, and --model mlp trains an MLP; drop it, or train a U-Net"
+    if command in ("sample", "evaluate"):
+        if "eta" in given and args.sampler != "ddim":
+            return (f"--eta sets DDIM's noise, and --sampler {args.sampler} has none to set; drop --eta, or sample "
+                    f"with --sampler ddim")
+        for flag in ("steps", "spacing"):
+            if flag in given and args.sampler == "ddpm":
+                return (f"--{flag} does not apply to --sampler ddpm, which takes all T steps of the model; drop "
+                        f"--{flag}, or choose another --sampler")
+    return None
+
+
 DEMO_OUT, DEMO_MINUTES, DEMO_EVAL_N = Path("runs/demo"), 3, 300
+DEMO_MARKER = ".demo"  # in DEMO_OUT: the demo's mark, the sha256 of the checkpoint it trained there
 # the demo's recipe: in 3 minutes on 2 CPU cores the x0-predicting MLP draws far more legible
 # digits than either U-Net (benchmarks/RESULTS.md, "The training recipe at the 20-minute budget")
 DEMO_RECIPE = ["--model", "mlp", "--prediction", "x0", "--lr-schedule", "cosine", "--min-snr-gamma", "0"]
@@ -519,17 +660,49 @@ def demo_scores(checkpoints: List[Tuple[str, Path]], n: int) -> None:
               f"{r.confident_share:.0%}, class entropy {r.entropy_bits:.2f} bits (3.32: all ten alike)")
 
 
+def demo_folder_is_ours(out: Path) -> bool:
+    """Whether ``out`` holds an earlier demo's run, which the demo replaces (False: nothing is there).
+    Anything else there, a user's run above all, raises :class:`InputError`: the demo replaces only
+    what it marked as its own (:data:`DEMO_MARKER`, the sha256 of the checkpoint it trained)."""
+    if not out.is_dir() or out.is_symlink():
+        if not (out.exists() or out.is_symlink()):
+            return False
+        raise InputError(f"{out} is a file or link the demo did not make, where the demo writes its run; move it "
+                         f"away, then run the demo again")
+    if not any(out.iterdir()):
+        return False
+    marker, ckpt = out / DEMO_MARKER, out / CHECKPOINT_NAME
+    if marker.is_file():
+        if not (ckpt.exists() or ckpt.is_symlink()):
+            return True  # a demo stopped before its training saved
+        if ckpt.is_file() and not ckpt.is_symlink() and file_digest(ckpt) == marker.read_text().strip():
+            return True
+    what = f"a training run the demo did not make ({ckpt})" if ckpt.exists() else "files the demo did not make"
+    raise InputError(f"{out} holds {what}, and the demo replaces only its own runs: move or rename {out} to keep "
+                     f"it (or delete it if you do not need it), then run the demo again")
+
+
 def run_demo() -> int:
     """``python -m ddpm_lib`` with no command: what the library gives (the shipped U-Net's samples,
-    in seconds), what three minutes of your own training give, and the evaluator's numbers for both."""
+    in seconds), what three minutes of your own training give, and the evaluator's numbers for both.
+    It writes into ``runs/demo`` only while that holds nothing or an earlier demo (:func:`demo_folder_is_ours`)."""
     shipped = pretrained_path("unet_mnist")
+    earlier = demo_folder_is_ours(DEMO_OUT) and (DEMO_OUT / CHECKPOINT_NAME).is_file()
+    marker = DEMO_OUT / DEMO_MARKER
+    if not marker.is_file():
+        DEMO_OUT.mkdir(parents=True, exist_ok=True)
+        marker.write_text("\n")  # the demo's folder, no checkpoint yet
     print(f"demo 1/3: 64 samples of the shipped U-Net ({shipped}); see `python -m ddpm_lib --help` for more")
-    code = main(["sample", "--checkpoint", str(shipped), "--out", str(DEMO_OUT / "shipped"), "--n", "64"])
+    code = main(["sample", "--checkpoint", str(shipped), "--out", str(DEMO_OUT / "shipped"), "--n", "64",
+                 "--overwrite"])
     if code:
         return code
     print(f"demo 2/3: your own {DEMO_MINUTES}-minute training run of notebook 02's MLP predicting x0, the best "
-          f"measured for {DEMO_MINUTES} minutes on a CPU (replacing an earlier demo in {DEMO_OUT})")
+          f"measured for {DEMO_MINUTES} minutes on a CPU"
+          + (f" (replacing the earlier demo in {DEMO_OUT})" if earlier else ""))
     code = main(["train", *DEMO_RECIPE, "--out", str(DEMO_OUT), "--minutes", str(DEMO_MINUTES), "--overwrite"])
+    if code in (0, 130) and (DEMO_OUT / CHECKPOINT_NAME).is_file():  # trained, or stopped and saved: the demo's own
+        marker.write_text(file_digest(DEMO_OUT / CHECKPOINT_NAME) + "\n")
     if code:
         return code
     print(f"demo 3/3: both scored by the evaluator on {DEMO_EVAL_N} samples each (compare the two with each "
@@ -540,10 +713,7 @@ def run_demo() -> int:
     return 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv:
-        return run_demo()
+def _run_command(argv: List[str]) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -553,15 +723,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command is None:
         build_parser().print_help()
         return 2
+    ignored = _ignored_flag(args)
+    if ignored:  # a bad command line too: refused before anything is read or written
+        print(f"error: {ignored}; see `{parser.prog} {args.command} --help`", file=sys.stderr)
+        return 2
+    return args.func(args)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """The command line: ``argv`` (default ``sys.argv[1:]``) names a command, or none for the demo.
+    Returns the exit code: 0, 1 (an error, said in one line), 2 (a bad command line), 130 (interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return args.func(args)
+        return _run_command(argv) if argv else run_demo()
     except (DDPMError, OSError) as err:  # the library's own verdicts, and the file system's
         if os.environ.get(DEBUG_ENV) == "1":
             raise
         lines = [line for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
         print(f"error: {lines[0]}", file=sys.stderr)  # one line, whatever the library said
         return 1
-    except KeyboardInterrupt:  # outside a training loop, which saves and returns by itself
+    except KeyboardInterrupt:  # anywhere outside a training loop, which saves and returns by itself
         print("error: interrupted (Ctrl-C or SIGTERM); no file was left half-written", file=sys.stderr)
         return 130
 

@@ -5,9 +5,13 @@ from it and exporting a sampling-only copy.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts:
 ``format, model_config, diffusion_config, train_config, model, ema, optimizer, step, history,
-rng, elapsed_s, note``. How it is written and read safely (atomic replace, Ctrl-C held back,
-``weights_only`` reads, the output-folder lock) lives in :mod:`ddpm_lib.files`; the names are
-re-exported here for code that imported them from this module.
+rng, elapsed_s, note``, and ``weights_sha256``: the sha256 of the ``model`` and ``ema`` weights
+(:data:`WEIGHT_KEYS`), added by :func:`save_checkpoint` to every checkpoint and export it writes
+and checked whenever one is read, so that a changed bit is refused as damage instead of sampled
+from. Checkpoints written before checksums existed carry none and still load, unchecked (re-save
+one to add them). How it is written and read safely (atomic replace, Ctrl-C held back,
+``weights_only`` reads, checksums, the output-folder lock) lives in :mod:`ddpm_lib.files`; the
+names are re-exported here for code that imported them from this module.
 """
 
 from __future__ import annotations
@@ -20,12 +24,12 @@ import torch
 
 from .config import DiffusionConfig, MLPConfig, TrainConfig, UNetConfig, get_device
 from .files import (LOCK_NAME, CheckpointError, OutputLock, check_writable, first_line, read_weights_file,
-                    remove_partial_saves, replace_atomically, signals_deferred, write_weights_file)
+                    remove_partial_saves, replace_atomically, signals_deferred, with_checksums, write_weights_file)
 from .models import ModelConfig, build_model, config_from_dict, config_to_dict
 from .schedules import Schedule, make_schedule, remember_diffusion
 
-__all__ = ["FORMAT", "CHECKPOINT_NAME", "REQUIRED_KEYS", "MIGRATIONS", "CheckpointError", "save_checkpoint",
-           "load_checkpoint", "to_state", "from_state", "migrated", "check_compatible", "is_export",
+__all__ = ["FORMAT", "CHECKPOINT_NAME", "REQUIRED_KEYS", "WEIGHT_KEYS", "MIGRATIONS", "CheckpointError",
+           "save_checkpoint", "load_checkpoint", "to_state", "from_state", "migrated", "check_compatible", "is_export",
            "check_resumable", "export_pretrained", "load_model",
            # from ddpm_lib.files, where they live now
            "LOCK_NAME", "OutputLock", "check_writable", "read_weights_file", "remove_partial_saves",
@@ -34,6 +38,7 @@ __all__ = ["FORMAT", "CHECKPOINT_NAME", "REQUIRED_KEYS", "MIGRATIONS", "Checkpoi
 FORMAT = "ddpm_lib.checkpoint/1"
 CHECKPOINT_NAME = "checkpoint.pt"  # a training run's checkpoint in its output folder
 REQUIRED_KEYS = ("format", "model_config", "diffusion_config", "model", "step")
+WEIGHT_KEYS = ("model", "ema")  # the weights whose sha256 every checkpoint written carries
 PathLike = Union[str, Path]
 
 # What a file written before a setting existed lacks, and the value its run had: read back, such a
@@ -51,16 +56,18 @@ MIGRATIONS: Dict[str, Dict[str, Any]] = {
 
 
 def save_checkpoint(state: Dict[str, Any], path: PathLike) -> Path:
-    """Write ``state`` to ``path`` atomically (:func:`ddpm_lib.files.write_weights_file`): a temporary
-    file is written, fsync'ed and renamed over ``path``, Ctrl-C and SIGTERM held back meanwhile. If
-    anything fails (disk full, no permission), the previous checkpoint at ``path`` stays intact and
-    :class:`CheckpointError` says why (``disk full while writing ...``)."""
-    return write_weights_file(state, path, name_in_folder=CHECKPOINT_NAME)
+    """Write ``state`` to ``path`` atomically (:func:`ddpm_lib.files.write_weights_file`) with the
+    sha256 of its weights (:data:`WEIGHT_KEYS`, :func:`ddpm_lib.files.with_checksums`, computed from
+    what is written now): a temporary file is written, fsync'ed and renamed over ``path``, Ctrl-C and
+    SIGTERM held back meanwhile. If anything fails (disk full, no permission), the previous checkpoint
+    at ``path`` stays intact and :class:`CheckpointError` says why (``disk full while writing ...``)."""
+    return write_weights_file(with_checksums(state, WEIGHT_KEYS), path, name_in_folder=CHECKPOINT_NAME)
 
 
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
     """Read a checkpoint safely (``weights_only=True``, see :func:`ddpm_lib.files.read_weights_file`) onto
-    ``map_location`` and check that it is one of ours; raise :class:`CheckpointError` saying what is wrong otherwise."""
+    ``map_location``, check the sha256 of its weights (if it carries them) and that it is one of ours;
+    raise :class:`CheckpointError` saying what is wrong otherwise (a damaged file: use another copy)."""
     path = Path(path)
     state = read_weights_file(path, "ddpm_lib checkpoint", map_location, name_in_folder=CHECKPOINT_NAME)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -74,12 +81,16 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
 def to_state(model_config: ModelConfig, diffusion: DiffusionConfig, train: TrainConfig, *,
              model: Dict[str, torch.Tensor], step: int, history: Union[Sequence[float], torch.Tensor] = (),
              ema: Optional[Dict[str, torch.Tensor]] = None, optimizer: Optional[Dict[str, Any]] = None,
-             rng: Optional[Dict[str, torch.Tensor]] = None, elapsed_s: float = 0.0, note: str = "") -> Dict[str, Any]:
+             rng: Optional[Dict[str, torch.Tensor]] = None, elapsed_s: float = 0.0, note: str = "",
+             precision_used: Optional[str] = None) -> Dict[str, Any]:
     """The checkpoint of a run: its three configs as plain dicts and its state (``weights_only``-loadable).
-    A sampling-only export has no ``ema``, ``optimizer`` or ``rng`` (:func:`is_export`)."""
+    A sampling-only export has no ``ema``, ``optimizer`` or ``rng`` (:func:`is_export`). ``precision_used``
+    ("fp32" or "bf16") is what the run trains in, decided once at its first fit (``precision="auto"``
+    resolved, :class:`ddpm_lib.training.Trainer`) and kept by a resume; None where not decided."""
     return {"format": FORMAT, "model_config": config_to_dict(model_config), "diffusion_config": asdict(diffusion),
             "train_config": asdict(train), "model": model, "ema": ema, "optimizer": optimizer, "step": step,
-            "history": torch.as_tensor(history, dtype=torch.float32), "rng": rng, "elapsed_s": elapsed_s, "note": note}
+            "history": torch.as_tensor(history, dtype=torch.float32), "rng": rng, "elapsed_s": elapsed_s, "note": note,
+            "precision_used": precision_used}
 
 
 def migrated(state: Dict[str, Any], key: str) -> Dict[str, Any]:

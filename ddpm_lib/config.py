@@ -17,13 +17,52 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from .errors import InputError, SetupError
+from .errors import InputError, InputTypeError, SetupError
 
 DEVICE_ENV = "DDPM_DEVICE"
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("fp32", "bf16", "auto")  # TrainConfig.precision, the CLI's --precision
 SAMPLERS = ("dpm++sde", "dpm++", "ddim", "ddpm")  # SamplerConfig.sampler, the CLI's --sampler, ddpm_lib.sample()
 SPACINGS = ("trailing", "even")  # SamplerConfig.spacing, the CLI's --spacing
+
+
+# the largest seed: NumPy's range, far inside torch's 64 bits, so that the seeds a run derives from it
+# (the batch order's seed * 100_003 + epoch) fit too
+MAX_SEED = 2 ** 32 - 1
+
+
+def check_integers(config: object, *names: str) -> None:
+    """Check that the fields ``names`` of a config dataclass hold integers (None where the field is
+    Optional; each item for a tuple field), turning an integral float (``steps=1e4``) into an int. A
+    bool, or a value that is not a number, raises :class:`InputTypeError`; a number that is not
+    whole (2.5, nan, inf) :class:`InputError`; one line naming the config, the field and the value."""
+    cls = type(config).__name__
+
+    def integer(name: str, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise InputTypeError(f"{cls}: {name} must be an integer, got {value!r} "
+                                 f"({'a bool' if isinstance(value, bool) else type(value).__name__})")
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        if not (math.isfinite(value) and float(value).is_integer()):
+            raise InputError(f"{cls}: {name} must be a whole number, got {value!r}")
+        return int(value)
+
+    for name in names:
+        value = getattr(config, name)
+        if value is None and _optional(type(config), name):
+            continue
+        if isinstance(value, (tuple, list)):
+            value = tuple(integer(f"{name}[{i}]", v) for i, v in enumerate(value))
+        else:
+            value = integer(name, value)
+        setattr(config, name, value)
+
+
+def _optional(cls: type, name: str) -> bool:
+    """Whether the dataclass field ``name`` of ``cls`` may be None (annotated ``Optional[...]``)."""
+    annotation = str(cls.__dataclass_fields__[name].type)
+    return "Optional[" in annotation or "None" in annotation
 
 
 @dataclass
@@ -38,6 +77,9 @@ class DiffusionConfig:
     # what the network predicts: "eps" the noise (Ho et al. 2020), "x0" the clean image, or
     # "v" = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0 (Salimans & Ho 2022)
     prediction: str = "eps"
+
+    def __post_init__(self) -> None:
+        check_integers(self, "T")
 
 
 @dataclass
@@ -59,6 +101,10 @@ class UNetConfig:
     time_emb_mult: int = 4  # time embedding width = base_channels * time_emb_mult
     num_classes: Optional[int] = None  # set to 10 for a class-conditional model
     image_size: int = 28
+
+    def __post_init__(self) -> None:
+        check_integers(self, "in_channels", "base_channels", "channel_mults", "num_res_blocks", "attn_resolutions",
+                       "num_heads", "groups", "time_emb_mult", "num_classes", "image_size")
 
     @classmethod
     def small(cls, **overrides) -> "UNetConfig":
@@ -84,11 +130,15 @@ class MLPConfig:
     dropout: float = 0.0
     num_classes: Optional[int] = None
 
+    def __post_init__(self) -> None:
+        check_integers(self, "image_size", "in_channels", "hidden", "num_blocks", "time_emb_dim", "num_classes")
+
 
 @dataclass
 class TrainConfig:
     """The training loop (Algorithm 1) and its bookkeeping. Values are checked when the config
-    is made: a bad one raises ValueError naming it."""
+    is made: a bad one raises ValueError naming it (TypeError for a bool or a non-number where an
+    integer belongs, :func:`check_integers`)."""
 
     steps: Optional[int] = 10_000  # optimizer steps in all; None = until max_minutes
     max_minutes: Optional[float] = None  # wall-clock budget, None = no limit
@@ -118,6 +168,8 @@ class TrainConfig:
     subset: Optional[int] = None
 
     def __post_init__(self) -> None:
+        check_integers(self, "steps", "batch_size", "warmup_steps", "checkpoint_every", "seed", "subset")
+
         def finite(x) -> bool:
             return isinstance(x, numbers.Real) and math.isfinite(x)
 
@@ -139,6 +191,7 @@ class TrainConfig:
             ("checkpoint_every", finite(self.checkpoint_every) and self.checkpoint_every >= 0,
              "an integer >= 0 (0: only at the end)"),
             ("subset", self.subset is None or (finite(self.subset) and self.subset >= 1), "an integer >= 1 or None"),
+            ("seed", 0 <= self.seed <= MAX_SEED, f"an integer 0..{MAX_SEED}"),
         ]
         bad = [f"{name} must be {want}, got {getattr(self, name)!r}" for name, ok, want in checks if not ok]
         if bad:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import gzip
-import hashlib
 import math
 import os
 import shutil
@@ -19,7 +18,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from .errors import DDPMError, InputError, InputTypeError
-from .files import first_line
+from .files import file_digest, first_line
 
 MNIST_SHAPE = (1, 28, 28)  # (channels, height, width) of an MNIST image
 
@@ -44,6 +43,11 @@ def default_data_root() -> Path:
     return Path(env) if env else Path(__file__).resolve().parent.parent / "data"
 
 
+def pretrained_dir() -> Path:
+    """The folder of the shipped weights: ``data/pretrained/`` under :func:`default_data_root`."""
+    return default_data_root() / "pretrained"
+
+
 def pretrained_path(name: str) -> Path:
     """Where the shipped weights called ``name`` live: ``data/pretrained/<name>.pt`` under
     :func:`default_data_root`. Names: ``unet_mnist`` (notebook 03's U-Net,
@@ -51,19 +55,11 @@ def pretrained_path(name: str) -> Path:
     02's x0-predicting MLP; ``mlp_mnist_eps`` and ``mlp_mnist_v`` are the same MLP predicting eps
     and v), ``cond_unet_mnist`` (notebook 06), ``mnist_classifier`` and ``mnist_mlp_classifier``
     (notebook 04's judges)."""
-    return default_data_root() / "pretrained" / (name if name.endswith(".pt") else f"{name}.pt")
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return pretrained_dir() / (name if name.endswith(".pt") else f"{name}.pt")
 
 
 def _matches(path: Path, size: int, md5: str) -> bool:
-    return path.is_file() and path.stat().st_size == size and _md5(path) == md5
+    return path.is_file() and path.stat().st_size == size and file_digest(path, "md5") == md5
 
 
 def _fix_hint(root: Path) -> str:

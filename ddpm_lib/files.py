@@ -6,7 +6,16 @@
 - an output folder is locked by the run writing to it (:class:`OutputLock`), and a folder that cannot
   be written is found before a long run starts (:func:`check_writable`);
 - a ``torch.save`` file is read with ``weights_only=True`` (:func:`read_weights_file`): a file holding
-  Python objects that could run code is refused, never run.
+  Python objects that could run code is refused, never run. The reader is the only ``torch.load`` in
+  the repository (a test holds it to that); it passes ``weights_only=True`` explicitly, so the
+  environment variable ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot turn it off, and it refuses to run
+  on a torch older than :data:`MIN_TORCH` (2.6), whose weights-only reader can be made to run code
+  (CVE-2025-32434);
+- the weights in a file carry their sha256 (:func:`weights_checksum`, stored under
+  :data:`CHECKSUM_KEY` by :func:`with_checksums`), checked on every read (:func:`verify_checksums`):
+  a changed bit is refused as damage instead of being sampled from. Files written before checksums
+  existed carry none and still load, unchecked; every checkpoint, export and judge written since
+  carries them.
 
 Nothing here knows what a checkpoint holds (that is :mod:`ddpm_lib.checkpoints`).
 """
@@ -14,6 +23,8 @@ Nothing here knows what a checkpoint holds (that is :mod:`ddpm_lib.checkpoints`)
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -23,15 +34,21 @@ import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import torch
 
-from .errors import DDPMError
+from .errors import DDPMError, InputTypeError, SetupError
 
 PathLike = Union[str, Path]
 LOCK_NAME = ".train.lock"  # in an output folder while a training run writes to it
 _LOW_SPACE_BYTES = 16 << 20  # a write that fails with less free space than this failed for want of space
+#: The oldest torch whose ``weights_only=True`` reader runs no code (CVE-2025-32434 defeats it before 2.6),
+#: and the torchvision built for it; requirements.txt and pyproject.toml ask for both.
+MIN_TORCH = (2, 6)
+MIN_TORCHVISION = (0, 21)
+#: Where a weights file keeps the sha256 of its weights: ``{name: weights_checksum(state[name])}``.
+CHECKSUM_KEY = "weights_sha256"
 
 
 class CheckpointError(DDPMError, RuntimeError):
@@ -157,17 +174,23 @@ def write_weights_file(state: Any, path: PathLike, *, name_in_folder: Optional[s
 
 
 def remove_partial_saves(path: PathLike) -> List[Path]:
-    """Delete the temporary files that a save to ``path`` killed mid-write (SIGKILL, power loss)
-    left beside it; returns what was removed. Call it only while no other process saves there
-    (a training run does so under its :class:`OutputLock`)."""
+    """Delete the temporary files that a write to ``path`` killed before its final rename (SIGKILL,
+    power loss) left beside it: ``.NAME.*.tmp`` (:func:`write_weights_file`) and
+    ``.STEM.xxxxxxxx.SUFFIX`` (:func:`replace_atomically`); returns what was removed. Call it only
+    while no other process writes there (a training run does so under its :class:`OutputLock`)."""
     path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    replaced = re.compile(rf"\.{re.escape(path.stem)}\.[a-z0-9_]{{8}}{re.escape(path.suffix)}")  # tempfile's names
     removed = []
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        try:
-            tmp.unlink()
-            removed.append(tmp)
-        except OSError:
-            pass  # gone already, or not ours to remove: harmless
+    for tmp in path.parent.iterdir():
+        ours = (tmp.name.startswith(f".{path.name}.") and tmp.name.endswith(".tmp")) or replaced.fullmatch(tmp.name)
+        if ours and tmp.is_file() and not tmp.is_symlink():
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:
+                pass  # gone already, or not ours to remove: harmless
     return removed
 
 
@@ -187,14 +210,79 @@ def _torch_reason(err: BaseException) -> str:
     return lines[0][:200] if lines else type(err).__name__
 
 
+def file_digest(path: PathLike, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (``algorithm``: any :mod:`hashlib` name), read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_torch_version(version: Optional[str] = None) -> None:
+    """Raise :class:`~ddpm_lib.errors.SetupError` (one line: upgrade) if torch (``version``, default
+    ``torch.__version__``) is older than :data:`MIN_TORCH`, whose safe reader could be made to run code."""
+    version = str(torch.__version__ if version is None else version)
+    found = re.match(r"(\d+)\.(\d+)", version)
+    if found is not None and (int(found.group(1)), int(found.group(2))) < MIN_TORCH:
+        torch_, vision = (".".join(map(str, v)) for v in (MIN_TORCH, MIN_TORCHVISION))
+        raise SetupError(f"torch {version} cannot read weights files safely (a crafted file can run code in its "
+                         f"safe reader, CVE-2025-32434); upgrade: pip install 'torch>={torch_}' "
+                         f"'torchvision>={vision}' (or pip install -r requirements.txt)")
+
+
+def weights_checksum(weights: Mapping[str, torch.Tensor]) -> str:
+    """The sha256 (hex) of a dict of tensors (a ``state_dict``), the same on any machine: for each key in
+    sorted order, its name, dtype and shape, then the tensor's raw bytes. It changes with any bit of any
+    weight, a renamed key, a new dtype or shape; not with the tensors' memory layout or device."""
+    digest = hashlib.sha256()
+    for key in sorted(weights):
+        tensor = weights[key]
+        if not isinstance(tensor, torch.Tensor):
+            raise InputTypeError(f"weights_checksum takes a dict of tensors; {key!r} is a {type(tensor).__name__}")
+        digest.update(json.dumps([str(key), str(tensor.dtype), list(tensor.shape)]).encode() + b"\n")
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def with_checksums(state: Dict[str, Any], names: Sequence[str]) -> Dict[str, Any]:
+    """A copy of ``state`` whose :data:`CHECKSUM_KEY` holds the sha256 of each dict of weights it has
+    among ``names`` (absent or ``None``: none for it); any checksums it held before are replaced."""
+    state = {k: v for k, v in state.items() if k != CHECKSUM_KEY}
+    sums = {name: weights_checksum(state[name]) for name in names if isinstance(state.get(name), dict)}
+    return {**state, CHECKSUM_KEY: sums} if sums else state
+
+
+def verify_checksums(state: Any, path: PathLike, what: str = "ddpm_lib checkpoint") -> None:
+    """Check every checksum ``state`` (read from ``path``) stores under :data:`CHECKSUM_KEY`; raise
+    :class:`CheckpointError` naming the file and saying it is damaged if one does not match. A file
+    without checksums (written before they existed) passes unchecked."""
+    if not isinstance(state, dict) or CHECKSUM_KEY not in state:
+        return
+    stored = state[CHECKSUM_KEY]
+    names = sorted(stored, key=str) if isinstance(stored, dict) else [CHECKSUM_KEY]
+    for name in names:
+        weights = state.get(name)
+        try:
+            intact = isinstance(weights, dict) and weights_checksum(weights) == stored[name]
+        except (InputTypeError, TypeError):
+            intact = False
+        if not intact:
+            raise CheckpointError(f"{what} {path} is damaged: its {name!r} weights do not match the sha256 stored "
+                                  f"with them (bits changed on disk or in a copy); use another copy of it")
+
+
 def read_weights_file(path: PathLike, what: str = "ddpm_lib checkpoint",
                       map_location: Union[str, torch.device] = "cpu", *, name_in_folder: Optional[str] = None) -> Any:
-    """Read a ``torch.save`` file with ``weights_only=True`` (no code in it runs). Raise
-    :class:`CheckpointError` with one line naming what is wrong and what to do: the path is
-    missing or a folder (``name_in_folder``: the file to suggest in it), the file is empty, it holds
-    Python objects that could run code (refused, never run), or it is not a torch file at all.
-    ``what`` names the file in messages. torch's advice to load a refused file with ``weights_only``
-    set to False is never passed on."""
+    """Read a ``torch.save`` file with ``weights_only=True`` (no code in it runs) and check the
+    checksums of its weights (:func:`verify_checksums`). Raise :class:`CheckpointError` with one line
+    naming what is wrong and what to do: the path is missing or a folder (``name_in_folder``: the file
+    to suggest in it), the file is empty, it holds Python objects that could run code (refused, never
+    run), it is not a torch file at all, or its weights are damaged. ``what`` names the file in
+    messages. torch's advice to load a refused file with ``weights_only`` set to False is never passed
+    on. On a torch older than :data:`MIN_TORCH` nothing is read: :class:`~ddpm_lib.errors.SetupError`
+    says to upgrade."""
+    check_torch_version()
     path = Path(path)
     if path.is_dir():
         inside = path / name_in_folder if name_in_folder else None
@@ -212,7 +300,8 @@ def read_weights_file(path: PathLike, what: str = "ddpm_lib checkpoint",
     try:
         with warnings.catch_warnings():  # torch's warnings about odd pickles would add lines
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location=map_location, weights_only=True)
+            # weights_only passed explicitly: only then does torch ignore TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same one-line message
         refused = _REFUSED.search(str(err))
         if refused is not None:
@@ -222,6 +311,8 @@ def read_weights_file(path: PathLike, what: str = "ddpm_lib checkpoint",
                                   f"plain values: use one written by ddpm_lib") from err
         raise CheckpointError(f"{path} is not a readable {what} (corrupted, truncated or another kind of "
                               f"file): {_torch_reason(err)}") from err
+    verify_checksums(state, path, what)
+    return state
 
 
 def check_writable(folder: PathLike, what: str = "output folder") -> Path:

@@ -67,7 +67,12 @@ def eps_function(model: torch.nn.Module, y: Optional[Tensor], guidance: float, n
     """eps_theta(x_t, t) as a function of (x_t, t) for n samples: unconditional, or guided
     towards labels y (one per sample, or one int for all) with weight ``guidance``."""
     if y is None:
+        if guidance and getattr(model, "null_label", None) is None:
+            raise InputError(f"guidance needs labels y, and this model is unconditional (not class-conditional), so "
+                             f"it cannot be guided (got guidance={guidance}): sample it with guidance=0, the default "
+                             f"without labels, or train a class-conditional model (UNetConfig(num_classes=10))")
         if guidance:
-            raise InputError("guidance needs labels y (which digit to generate)")
+            raise InputError(f"guidance needs labels y (which digit to generate; got guidance={guidance}): give y, "
+                             f"or sample with guidance=0")
         return lambda x, t: model(x, t)
     return guided_eps(model, check_labels(y, n, null_label(model)).to(device), guidance)

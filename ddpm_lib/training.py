@@ -20,7 +20,7 @@ import copy
 import math
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Union
+from typing import Callable, Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch.utils.data import TensorDataset
@@ -35,6 +35,7 @@ from .diffusion import simple_loss
 from .guidance import drop_labels
 from .models import build_model
 from .schedules import Schedule, make_schedule, remember_diffusion
+from .stop_requests import StopRequests
 
 Tensor = torch.Tensor
 # loss_fn(x0 on the training device, labels or None, the trainer's CPU generator) -> scalar loss
@@ -111,10 +112,11 @@ def uses_bf16(config: TrainConfig, device: torch.device) -> bool:
     return config.precision == "bf16"
 
 
-def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+def autocast(config: TrainConfig, device: torch.device, bf16: Optional[bool] = None) -> contextlib.AbstractContextManager:
     """The context the forward pass and loss run in: ``torch.autocast`` to bfloat16 where
-    :func:`uses_bf16` says so (weights, gradients, optimizer and EMA stay float32), else nothing."""
-    if uses_bf16(config, device):
+    :func:`uses_bf16` says so, or ``bf16`` when given (a trainer passes the decision its run took at its
+    first fit), else nothing. Weights, gradients, optimizer and EMA stay float32."""
+    if uses_bf16(config, device) if bf16 is None else bf16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -153,9 +155,16 @@ class Trainer:
     another schedule refuses it. ``fit`` checks the images once at its start
     (:func:`ddpm_lib.data.check_model_range`: floats in [-1, 1], no uint8, NaN or [0, 1] images).
 
-    An interruption (Ctrl-C) saves a checkpoint, sets ``interrupted`` and returns from ``fit``;
+    Ctrl-C or SIGTERM stops ``fit`` at the end of the step under way: it saves the state of that last
+    completed step (so a resume continues exactly), sets ``interrupted`` and returns;
     ``on_interrupt(trainer)``, if set, is called then (the command line prints its ``--resume``
-    command there), else "call fit() again to continue" is printed."""
+    command there), else "call fit() again to continue" is printed. A second Ctrl-C before the step
+    is done drops the step at once (the state saved is the one before it). SIGTERM whose action is
+    the default one still ends the process, after the save.
+
+    The precision of the forward pass (``TrainConfig.precision``; "auto" resolved by :func:`uses_bf16`)
+    is decided at the run's first fit and kept, in ``precision_used`` and in its checkpoints: a resume
+    with another budget trains in the same precision."""
 
     def __init__(self, model: torch.nn.Module, diffusion: Optional[DiffusionConfig] = None,
                  train_config: Optional[TrainConfig] = None, *,
@@ -181,6 +190,8 @@ class Trainer:
         self.interrupted = False
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.on_interrupt = on_interrupt
+        self.precision_used: Optional[str] = None  # "fp32" or "bf16", decided at the first fit (_precision)
+        self._stop: Optional[StopRequests] = None  # set while fit runs
 
     # ----------------------------------------------------------------- checkpoints
     @property
@@ -192,7 +203,8 @@ class Trainer:
         return to_state(self.model.config, self.diffusion, self.config, model=self.model.state_dict(),
                         ema=self.ema.model.state_dict(), optimizer=self.optimizer.state_dict(), step=self.step,
                         history=self.history, elapsed_s=self.elapsed_s,
-                        rng={"generator": self.generator.get_state(), "torch": torch.get_rng_state()})
+                        rng={"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
+                        precision_used=self.precision_used)
 
     def save(self, path: Union[str, Path, None] = None) -> Path:
         """Write a checkpoint atomically (default: ``out_dir/checkpoint.pt``)."""
@@ -216,6 +228,9 @@ class Trainer:
         self.generator.set_state(state["rng"]["generator"])
         torch.set_rng_state(state["rng"]["torch"])
         self.elapsed_s = float(state.get("elapsed_s", 0.0))
+        self.precision_used = state.get("precision_used")
+        if self.precision_used is None and self.step > 0:  # saved before runs kept it: what its own settings gave
+            self.precision_used = "bf16" if uses_bf16(from_state(state, "train_config"), self.device) else "fp32"
         return self
 
     @classmethod
@@ -238,10 +253,8 @@ class Trainer:
         cfg = self.config
         x0 = x0.to(self.device)
         y = y.to(self.device) if y is not None else None
-        for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.step, cfg, self._budget_used())
         self.model.train()
-        with autocast(cfg, self.device):
+        with autocast(cfg, self.device, self._precision() == "bf16"):
             loss = self.loss_fn(x0, y, self.generator).float()
         if not torch.isfinite(loss):
             saved = f"the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path \
@@ -251,6 +264,10 @@ class Trainer:
                                      f"lower lr (now {cfg.lr}) or check that the data lie in [-1, 1]")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self._stop is not None:  # from here on the step changes the weights: a signal waits for its end
+            self._stop.phase = "updating"
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.step, cfg, self._budget_used())
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
@@ -258,60 +275,121 @@ class Trainer:
         self.step += 1
         return loss.item()
 
+    def _precision(self) -> str:
+        """The precision this run trains in: what the config asks for, "auto" resolved (:func:`uses_bf16`)
+        once, at the run's first step, then kept (also across a resume: ``precision_used`` is saved)."""
+        if self.config.precision != "auto":
+            self.precision_used = self.config.precision
+        elif self.precision_used is None:
+            self.precision_used = "bf16" if uses_bf16(self.config, self.device) else "fp32"
+        return self.precision_used
+
     def _budget_used(self) -> Optional[float]:
         """The fraction of a minutes-only budget used so far (None when steps are the budget)."""
         if self.config.steps is not None or not self.config.max_minutes:
             return None
         return self.elapsed_s / (self.config.max_minutes * 60)
 
+    def _undo_point(self) -> Tuple[Tensor, Tensor, List[Tensor]]:
+        """What a step changes before it updates the weights: the random-number states (t, eps, label
+        dropout, dropout) and the model's buffers (normalisation statistics), to undo a dropped step."""
+        return (self.generator.get_state(), torch.get_rng_state(),
+                [b.detach().clone() for b in self.model.buffers()])
+
+    def _undo(self, point: Tuple[Tensor, Tensor, List[Tensor]]) -> None:
+        generator, rng, buffers = point
+        self.generator.set_state(generator)
+        torch.set_rng_state(rng)
+        with torch.no_grad():
+            for b, saved in zip(self.model.buffers(), buffers):
+                b.copy_(saved)
+
+    def _check_labels(self, labels: Optional[Tensor]) -> None:
+        """Refuse labels a class-conditional model cannot take: not integers, or outside 0..num_classes-1
+        (its ``null_label`` is num_classes, the "no class" label that label dropout gives)."""
+        classes = getattr(self.model, "null_label", None)
+        if labels is None or classes is None:
+            return
+        valid = f"class indices 0..{classes - 1} (this model has {classes} classes)"
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise InputError(f"the training labels must be integer {valid}, got dtype {labels.dtype}; "
+                             f"convert them with labels.long()")
+        if labels.ndim != 1:
+            raise InputError(f"the training labels must be one class index per image, shape [N], got "
+                             f"{list(labels.shape)}")
+        bad = labels[(labels < 0) | (labels >= classes)]
+        if bad.numel():
+            raise InputError(f"the training labels must be {valid}, got {int(bad[0])} ({bad.numel()} labels "
+                             f"outside that range); fix the labels or build the model with more classes")
+
     def fit(self, data: TensorDataset, *, progress: bool = True) -> List[float]:
         """Train on ``data`` (a ``TensorDataset(images, labels)`` as from
         :func:`ddpm_lib.data.load_mnist`) until ``steps`` or ``max_minutes``; returns the
-        per-step loss history. Ctrl-C saves a checkpoint (with ``out_dir``) and returns; a
-        second Ctrl-C during that save is held back until the file is complete."""
+        per-step loss history. Ctrl-C or SIGTERM (caught in the main thread) lets the step under way
+        finish, saves a checkpoint of that step (with ``out_dir``) and returns; a second Ctrl-C before
+        the step is done drops it at once (the step before it is saved); one during a save is held
+        back until the file is complete."""
         cfg = self.config
         images, labels = data.tensors[0], data.tensors[1] if len(data.tensors) > 1 else None
         if cfg.subset is not None and len(images) != cfg.subset:
             raise InputError(f"this run trains on {cfg.subset} images (TrainConfig.subset, --subset) but was given "
                              f"{len(images)}; resume it with the same data, load_mnist(subset={cfg.subset})")
         check_model_range(images, "the training images")  # once here: uint8, NaN, [0, 255], [0, 1] refused
+        self._check_labels(labels)
         if cfg.steps is None and cfg.max_minutes is None:
             raise InputError("set TrainConfig.steps or TrainConfig.max_minutes (or both)")
+        self._precision()
         self.interrupted = False
         budget_s = cfg.max_minutes * 60 if cfg.max_minutes is not None else math.inf
         start, start_elapsed = time.perf_counter(), self.elapsed_s
         bar = tqdm(total=cfg.steps, initial=self.step, desc="training", disable=not progress)
         running = None
-        try:
-            batches = batch_order(len(images), cfg.batch_size, cfg.seed, self.step)
-            null = getattr(self.model, "null_label", None)  # None: the model takes no labels
-            while (cfg.steps is None or self.step < cfg.steps) and self.elapsed_s < budget_s:
-                idx = next(batches)
-                y = None if labels is None or null is None else \
-                    drop_labels(labels[idx], null, cfg.label_dropout, self.generator)
-                loss = self.train_step(images[idx], y)
-                self.history.append(loss)
-                self.elapsed_s = start_elapsed + time.perf_counter() - start
-                running = loss if running is None else 0.98 * running + 0.02 * loss
-                bar.update(1)
-                if self.step % 10 == 0 or self.step == cfg.steps:
-                    bar.set_postfix(loss=f"{running:.4f}")
-                if self.out_dir is not None and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                    self.save()
-        except KeyboardInterrupt:
-            self.interrupted = True
-            where = ""
-            if self.out_dir is not None:
-                try:
-                    where = f"; checkpoint saved to {self.save()}"
-                except KeyboardInterrupt:  # pressed again: held back until the save had finished
-                    where = f"; checkpoint saved to {self.checkpoint_path}"
-            bar.write(f"interrupted at step {self.step}{where}." + ("" if self.on_interrupt else
-                                                                   " Call fit() again to continue."))
-        finally:
-            bar.close()
+        with StopRequests() as stop:
+            self._stop = stop
+            try:
+                batches = batch_order(len(images), cfg.batch_size, cfg.seed, self.step)
+                null = getattr(self.model, "null_label", None)  # None: the model takes no labels
+                while (cfg.steps is None or self.step < cfg.steps) and self.elapsed_s < budget_s \
+                        and stop.signum is None:  # a stop request is answered here, between two steps
+                    undo = self._undo_point()
+                    stop.phase = "computing"
+                    idx = next(batches)
+                    y = None if labels is None or null is None else \
+                        drop_labels(labels[idx], null, cfg.label_dropout, self.generator)
+                    loss = self.train_step(images[idx], y)
+                    self.history.append(loss)
+                    self.elapsed_s = start_elapsed + time.perf_counter() - start
+                    stop.phase = "boundary"
+                    running = loss if running is None else 0.98 * running + 0.02 * loss
+                    bar.update(1)
+                    if self.step % 10 == 0 or self.step == cfg.steps:
+                        bar.set_postfix(loss=f"{running:.4f}")
+                    if self.out_dir is not None and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                        self.save()
+                self.interrupted = stop.signum is not None and (cfg.steps is None or self.step < cfg.steps) \
+                    and self.elapsed_s < budget_s  # not when the budget ran out with the step it waited for
+                stop.phase = "stopping"
+                dropped = ""
+            except KeyboardInterrupt:  # a second Ctrl-C mid-step, or raised by code inside a step
+                phase, stop.phase = stop.phase, "stopping"
+                if phase == "updating":  # the weights changed but the step is not counted: nothing to save
+                    kept = f"; the last checkpoint, {self.checkpoint_path}, is kept" if self.checkpoint_path \
+                        and self.checkpoint_path.exists() else ""
+                    bar.write(f"interrupted while updating the weights at step {self.step}: not saved{kept}.")
+                    raise
+                if phase == "computing":
+                    self._undo(undo)  # back to the end of the last completed step
+                self.interrupted, dropped = True, " (the step under way was dropped)"
+            finally:
+                bar.close()
+                self._stop = None
+            if self.interrupted:
+                where = f"; checkpoint saved to {self.save()}" if self.out_dir is not None else ""
+                bar.write(f"interrupted at step {self.step}{dropped}{where}."
+                          + ("" if self.on_interrupt else " Call fit() again to continue."))
+            elif self.out_dir is not None:
+                self.save()
         if self.interrupted and self.on_interrupt is not None:
             self.on_interrupt(self)
-        if self.out_dir is not None and not self.interrupted:
-            self.save()
+        stop.pass_on_sigterm(self.interrupted)
         return self.history

@@ -15,7 +15,7 @@ from ddpm_lib import (CheckpointError, DiffusionConfig, TrainConfig, Trainer, UN
                       load_checkpoint, load_mnist, load_model, pretrained_path, save_checkpoint)
 from ddpm_lib.checkpoints import FORMAT, MIGRATIONS, from_state, is_export
 from ddpm_lib.files import read_weights_file
-from test_training import DIFF, _trainer
+from helpers import DIFF, tiny_trainer
 
 CONFIGS = ("model_config", "diffusion_config", "train_config")
 
@@ -26,7 +26,7 @@ def digits():
 
 
 def test_checkpoint_round_trip(tiny_unet_config, digits, tmp_path):
-    trainer = _trainer(tiny_unet_config, tmp_path, steps=5)
+    trainer = tiny_trainer(tiny_unet_config, tmp_path, steps=5)
     trainer.fit(digits, progress=False)
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["step"] == 5 and len(state["history"]) == 5
@@ -121,7 +121,7 @@ def test_a_refused_pickle_says_it_could_run_code_and_never_suggests_running_it(p
 
 
 def test_config_mismatch_is_named(tiny_unet_config, digits, tmp_path):
-    trainer = _trainer(tiny_unet_config, tmp_path, steps=2)
+    trainer = tiny_trainer(tiny_unet_config, tmp_path, steps=2)
     trainer.fit(digits, progress=False)
     other = Trainer(UNet(UNetConfig(**{**tiny_unet_config.__dict__, "base_channels": 16})),
                     DiffusionConfig(T=1000, schedule="cosine"), TrainConfig.quick(), device="cpu")
@@ -153,9 +153,9 @@ def test_a_second_ctrl_c_during_a_save_is_held_back_until_the_file_is_complete(t
         monkeypatch.setattr(torch, "save", save_pressing_ctrl_c)
         with pytest.raises(KeyboardInterrupt):  # delivered once the save is done
             save_checkpoint({"format": "x", "value": torch.arange(3)}, tmp_path / "a.pt")
-        assert torch.equal(torch.load(tmp_path / "a.pt", weights_only=True)["value"], torch.arange(3))
+        assert torch.equal(read_weights_file(tmp_path / "a.pt")["value"], torch.arange(3))
 
-        trainer = _trainer(tiny_unet_config, tmp_path, steps=6)  # the first Ctrl-C at step 3, the second in its save
+        trainer = tiny_trainer(tiny_unet_config, tmp_path, steps=6)  # the first Ctrl-C at step 3, the second in its save
         monkeypatch.setattr(Trainer, "train_step", ctrl_c_at_step_3)
         try:
             trainer.fit(digits, progress=False)
@@ -199,7 +199,7 @@ def test_bad_files_are_named_for_what_they_are(tiny_unet_config, tmp_path):
     with pytest.raises(CheckpointError, match="is a folder, not a file"):
         load_checkpoint(tmp_path)
 
-    trainer = _trainer(tiny_unet_config, tmp_path, steps=0)
+    trainer = tiny_trainer(tiny_unet_config, tmp_path, steps=0)
     trainer.save()
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     state["diffusion_config"]["sharpness"] = 3  # written by some other version
@@ -249,3 +249,79 @@ def test_the_shipped_weights_load_and_take_the_table_for_what_they_lack():
         assert model.diffusion_config == from_state(state, "diffusion_config") and schedule.T == 1000
     assert "subset" not in MIGRATIONS["train_config"]
     assert from_state({"train_config": {"steps": 10}}, "train_config").subset == TrainConfig().subset
+
+
+def _flip_a_bit_in_the_weights(path: Path, record: int = -1) -> None:
+    """Flip the lowest bit of one byte in the middle of the ``record``-th largest tensor stored in a
+    torch file, as a failing disk or a bad copy would: torch reads such a file without complaint. (In a
+    checkpoint of step 0 the optimizer holds no tensors yet: the largest ones are weights.)"""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        tensors = sorted((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+        info = tensors[record]
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    data[info.header_offset + 30 + name_len + extra_len + info.file_size // 2] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_bit_in_a_checkpoints_weights_is_refused_everywhere_it_is_read(tiny_unet_config, tmp_path,
+                                                                                 capsys):
+    """Audit: a bit-flipped weight loaded and sampled with exit 0. The sha256 of the model and EMA weights
+    written with every checkpoint and export is checked on every read: load_checkpoint, load_model, a
+    resume, exporting, the command line."""
+    from ddpm_lib.__main__ import main
+    from ddpm_lib.files import CHECKSUM_KEY, weights_checksum
+
+    trainer = tiny_trainer(tiny_unet_config, tmp_path / "run", steps=0)
+    path = trainer.save()
+    export = export_pretrained(path, tmp_path / "export.pt")
+    state = load_checkpoint(path)  # untouched: it loads, and its checksums are those of its weights
+    assert state[CHECKSUM_KEY] == {name: weights_checksum(state[name]) for name in ("model", "ema")}
+    assert set(load_checkpoint(export)[CHECKSUM_KEY]) == {"model"}  # an export's only weights
+
+    for original in (path, export):
+        damaged = tmp_path / f"damaged_{original.name}"
+        damaged.write_bytes(original.read_bytes())
+        _flip_a_bit_in_the_weights(damaged)
+        damage = rf"^ddpm_lib checkpoint .*damaged_{original.stem}\.pt is damaged: .*use another copy of it$"
+        for read in (load_checkpoint, lambda p: load_model(p, device="cpu"), lambda p: load_model(p, ema=False),
+                     lambda p: export_pretrained(p, tmp_path / "again.pt")):
+            with pytest.raises(CheckpointError, match=damage):
+                read(damaged)
+        assert main(["sample", "--checkpoint", str(damaged), "--out", str(tmp_path / "s"), "--n", "1"]) == 1
+        assert "is damaged" in capsys.readouterr().err and not (tmp_path / "s").exists()
+    damaged = tmp_path / "damaged_checkpoint.pt"
+    with pytest.raises(CheckpointError, match="is damaged"):
+        trainer.load_state(damaged)
+    with pytest.raises(CheckpointError, match="is damaged"):
+        Trainer.from_checkpoint(damaged, device="cpu")
+
+
+@pytest.mark.parametrize("weights", ["model", "ema"])
+def test_one_changed_weight_is_refused_and_names_the_weights(weights, tiny_unet_config, tmp_path):
+    path = tiny_trainer(tiny_unet_config, tmp_path, steps=0).save()
+    state = read_weights_file(path)
+    first = next(k for k, v in state[weights].items() if v.is_floating_point())
+    state[weights][first].view(-1)[0] += 1e-3  # one weight, the stored checksum kept
+    torch.save(state, tmp_path / "edited.pt")
+    with pytest.raises(CheckpointError, match=rf"edited.pt is damaged: its '{weights}' weights do not match"):
+        load_model(tmp_path / "edited.pt", ema=weights == "ema", device="cpu")
+
+
+def test_a_checkpoint_written_before_checksums_loads_unchecked_and_a_new_save_adds_them(tiny_unet_config, tmp_path):
+    from ddpm_lib.files import CHECKSUM_KEY
+
+    trainer = tiny_trainer(tiny_unet_config, tmp_path, steps=0)
+    old = {k: v for k, v in read_weights_file(trainer.save()).items() if k != CHECKSUM_KEY}
+    torch.save(old, tmp_path / "old.pt")  # as written before checksums existed
+    model, _ = load_model(tmp_path / "old.pt", device="cpu")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, trainer.ema.model.state_dict()[k])
+    state = load_checkpoint(tmp_path / "old.pt")
+    state["model"] = {k: v + 1 if v.is_floating_point() else v for k, v in state["model"].items()}
+    save_checkpoint(state, tmp_path / "new.pt")  # the checksums are those of what is written now
+    assert set(load_checkpoint(tmp_path / "new.pt")[CHECKSUM_KEY]) == {"model", "ema"}
+    Trainer.from_checkpoint(tmp_path / "new.pt", out_dir=tmp_path / "r", device="cpu")

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from ddpm_lib.files import read_weights_file
+from helpers import one_line_error
+
 
 def run(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "ddpm_lib", *args], capture_output=True, text=True,
@@ -32,7 +35,7 @@ def test_train_then_sample(tmp_path):
     r = run("sample", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "s"), "--n", "3",
             "--steps", "5")
     assert r.returncode == 0, r.stderr
-    x = torch.load(tmp_path / "s" / "samples.pt", weights_only=True)
+    x = read_weights_file(tmp_path / "s" / "samples.pt")
     assert x.shape == (3, 1, 28, 28) and torch.isfinite(x).all()
 
     r = run("sample", "--checkpoint", str(out / "checkpoint.pt"), "--steps", "101", "--n", "1")
@@ -63,7 +66,7 @@ def test_classifier_trains_into_a_run_folder_and_never_silently_replaces_the_shi
 
 
 def _weights(path):
-    return torch.load(path, weights_only=True)["model"]
+    return read_weights_file(path)["model"]
 
 
 @pytest.mark.slow
@@ -88,7 +91,7 @@ def test_killed_run_resumes_exactly(tmp_path):
     while time.time() < deadline and proc.poll() is None:
         if ckpt.exists():
             try:
-                step = torch.load(ckpt, weights_only=True)["step"]
+                step = read_weights_file(ckpt)["step"]
             except Exception:  # noqa: BLE001 - the rename is atomic, but be tolerant
                 step = 0
             if step >= 10:
@@ -97,7 +100,7 @@ def test_killed_run_resumes_exactly(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert 10 <= step < 40, f"could not catch the run mid-way (step {step})"
-    killed_at = torch.load(ckpt, weights_only=True)["step"]
+    killed_at = read_weights_file(ckpt)["step"]
     assert killed_at % 5 == 0  # a checkpoint interval boundary: the file is never half-written
 
     r = run("train", "--out", str(out), "--resume", "--steps", "40", *common)
@@ -118,7 +121,7 @@ def test_conditional_model_samples_a_chosen_digit(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "guidance w = 2.0" in r.stdout
     r = run("sample", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(out), "--n", "2",
-            "--steps", "3", "--digit", "7")  # no --guidance: the measured default for a conditional model
+            "--steps", "3", "--digit", "7", "--overwrite")  # no --guidance: the default for a conditional model
     from ddpm_lib import SamplerConfig
     assert r.returncode == 0 and f"guidance w = {SamplerConfig.guidance}" in r.stdout, r.stderr
     r = run("sample", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(out), "--digit", "12")
@@ -150,12 +153,13 @@ def test_evaluate_prints_one_json_line_of_metrics(tmp_path):
     assert r.returncode == 1 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
 
 
-def test_the_demo_shows_the_shipped_model_then_trains_three_minutes_and_scores_both(monkeypatch):
+def test_the_demo_shows_the_shipped_model_then_trains_three_minutes_and_scores_both(tmp_path, monkeypatch):
     """``python -m ddpm_lib``: the shipped U-Net's samples first, then a 3-minute training run of
     the x0-predicting MLP, then the evaluator's numbers for both checkpoints."""
     import ddpm_lib.__main__ as cli
     from ddpm_lib import pretrained_path
 
+    monkeypatch.chdir(tmp_path)  # the demo writes into runs/demo
     seen = {}
     monkeypatch.setattr(cli, "cmd_sample", lambda args: seen.setdefault("sample", args) and 0)
     monkeypatch.setattr(cli, "cmd_train", lambda args: seen.setdefault("train", args) and 0)
@@ -234,13 +238,6 @@ TINY = ["--steps", "2", "--subset", "64", "--batch-size", "16", "--base-channels
         "--n-samples", "0", "--device", "cpu"]
 
 
-def _one_line_error(capsys, code_expected, code):
-    err = capsys.readouterr().err.strip()
-    assert code == code_expected, err
-    assert err.startswith("error:") and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
-
-
 @pytest.mark.parametrize("argv,flag", [
     (["train", "--batch-size", "-5"], "--batch-size"),
     (["train", "--batch-size", "0"], "--batch-size"),
@@ -273,7 +270,7 @@ def test_every_bad_option_is_refused_at_parse_time_in_one_line(argv, flag, tmp_p
     from ddpm_lib.__main__ import main
 
     monkeypatch.chdir(tmp_path)
-    err = _one_line_error(capsys, 2, main(argv))
+    err = one_line_error(capsys, 2, main(argv))
     assert f"argument {flag}:" in err and "--help" in err
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
 
@@ -285,20 +282,20 @@ def test_a_new_run_never_replaces_an_earlier_one(tmp_path, capsys):
     ckpt = tmp_path / "checkpoint.pt"
     before = ckpt.read_bytes()
     capsys.readouterr()
-    err = _one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), *TINY, "--seed", "5"]))
+    err = one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), *TINY, "--seed", "5"]))
     assert "holds an earlier run (step 2)" in err and "--resume" in err and "--overwrite" in err
     assert ckpt.read_bytes() == before
     assert main(["train", "--out", str(tmp_path), *TINY, "--seed", "5", "--overwrite", "--prediction", "v"]) == 0
-    state = torch.load(ckpt, weights_only=True)
+    state = read_weights_file(ckpt)
     assert state["train_config"]["seed"] == 5 and state["diffusion_config"]["prediction"] == "v"
     capsys.readouterr()
-    err = _one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), "--resume", "--prediction", "eps"]))
+    err = one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), "--resume", "--prediction", "eps"]))
     assert "--prediction eps (checkpoint: v)" in err
     # the precision a run trained in is its own too: saved, and a resume asking for another is refused
     assert main(["train", "--out", str(tmp_path), *TINY, "--overwrite", "--precision", "bf16"]) == 0
-    assert torch.load(ckpt, weights_only=True)["train_config"]["precision"] == "bf16"
+    assert read_weights_file(ckpt)["train_config"]["precision"] == "bf16"
     capsys.readouterr()
-    err = _one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), "--resume", "--precision", "fp32"]))
+    err = one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), "--resume", "--precision", "fp32"]))
     assert "--precision fp32 (checkpoint: bf16)" in err
 
 
@@ -310,7 +307,7 @@ def test_one_run_per_folder_a_stale_lock_is_replaced_and_the_lock_goes_on_exit(t
     from ddpm_lib.training import Trainer
 
     with OutputLock(tmp_path):  # a live run (this process) holds the folder
-        err = _one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), *TINY]))
+        err = one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), *TINY]))
         assert f"another training run (pid {os.getpid()}) is writing to {tmp_path}" in err
     assert not (tmp_path / LOCK_NAME).exists()
 
@@ -328,10 +325,10 @@ def test_one_run_per_folder_a_stale_lock_is_replaced_and_the_lock_goes_on_exit(t
     monkeypatch.setattr(Trainer, "train_step", ctrl_c_at_step_1)
     assert main(["train", "--out", str(tmp_path), *TINY]) == 130
     out = capsys.readouterr().out
-    assert "removed 1 unfinished checkpoint file" in out
+    assert "removed 1 unfinished file(s) that a killed write left" in out
     assert f"Continue with: python -m ddpm_lib train --out {tmp_path} --resume" in out and "fit()" not in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no lock, no temporary file
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 1
+    assert read_weights_file(tmp_path / "checkpoint.pt")["step"] == 1
 
 
 @pytest.mark.slow
@@ -351,7 +348,7 @@ def test_a_second_process_is_refused_and_sigterm_saves_and_releases_the_lock(tmp
     while time.time() < deadline and not (tmp_path / "checkpoint.pt").exists() and proc.poll() is None:
         time.sleep(0.05)
     try:
-        err = _one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), *TINY, "--overwrite"]))
+        err = one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), *TINY, "--overwrite"]))
         assert f"another training run (pid {proc.pid})" in err
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -370,10 +367,10 @@ def test_resume_keeps_the_runs_data_and_names_what_it_resumes(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path), "--resume", "--steps", "3", "--n-samples", "0"]) == 0
     out = capsys.readouterr().out
     assert "at step 2: cond-unet, T 100" in out and "M-parameter cond-unet on 64 images" in out
-    err = _one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), "--resume", "--steps", "4",
+    err = one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), "--resume", "--steps", "4",
                                            "--subset", "128"]))
     assert "--subset 128 (checkpoint: 64)" in err
-    err = _one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), "--resume", "--steps", "3"]))
+    err = one_line_error(capsys, 1, main(["train", "--out", str(tmp_path), "--resume", "--steps", "3"]))
     assert "at step 3 already" in err and "--steps" in err  # a used-up budget trains nothing, writes nothing
 
 
@@ -383,12 +380,12 @@ def test_bad_files_get_one_line_saying_what_they_are(tmp_path, capsys):
 
     empty = tmp_path / "empty.pt"
     empty.touch()
-    err = _one_line_error(capsys, 1, main(["sample", "--checkpoint", str(empty), "--out", str(tmp_path / "s")]))
+    err = one_line_error(capsys, 1, main(["sample", "--checkpoint", str(empty), "--out", str(tmp_path / "s")]))
     assert "is empty (0 bytes)" in err
-    err = _one_line_error(capsys, 1, main(["sample", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "s")]))
+    err = one_line_error(capsys, 1, main(["sample", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "s")]))
     assert "is a folder, not a file" in err
     shipped = str(pretrained_path("unet_mnist"))
-    err = _one_line_error(capsys, 1, main(["train", "--out", str(tmp_path / "r"), "--resume", shipped]))
+    err = one_line_error(capsys, 1, main(["train", "--out", str(tmp_path / "r"), "--resume", shipped]))
     assert "sampling-only export" in err and "can be sampled" in err and not (tmp_path / "r").exists()
 
     # evaluate: the warning about a small n comes first, then the empty judge is named
@@ -404,9 +401,9 @@ def test_outputs_are_checked_first_and_never_written_through_a_link(tmp_path, ca
 
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
-    err = _one_line_error(capsys, 1, main(["train", "--out", str(blocker / "run"), *TINY]))
+    err = one_line_error(capsys, 1, main(["train", "--out", str(blocker / "run"), *TINY]))
     assert "not writable" in err  # before any training
-    err = _one_line_error(capsys, 1, main(["sample", "--checkpoint", str(pretrained_path("unet_mnist")),
+    err = one_line_error(capsys, 1, main(["sample", "--checkpoint", str(pretrained_path("unet_mnist")),
                                            "--out", str(blocker / "s")]))
     assert "not writable" in err
 
@@ -416,9 +413,9 @@ def test_outputs_are_checked_first_and_never_written_through_a_link(tmp_path, ca
     out.mkdir()
     (out / "samples.pt").symlink_to(victim)
     assert main(["sample", "--checkpoint", str(pretrained_path("unet_mnist")), "--out", str(out), "--n", "1",
-                 "--steps", "1", "--device", "cpu"]) == 0
+                 "--steps", "1", "--device", "cpu", "--overwrite"]) == 0
     assert victim.read_bytes() == b"keep me" and not (out / "samples.pt").is_symlink()
-    assert torch.load(out / "samples.pt", weights_only=True).shape == (1, 1, 28, 28)
+    assert read_weights_file(out / "samples.pt").shape == (1, 1, 28, 28)
 
 
 def test_a_one_step_diffusion_trains_and_samples(tmp_path, capsys):
@@ -437,11 +434,11 @@ def test_export_and_classifier_replace_an_existing_file_only_with_overwrite(tmp_
 
     shipped = pretrained_path("unet_mnist")
     before = shipped.read_bytes()
-    err = _one_line_error(capsys, 1, main(["export", str(shipped), str(shipped)]))
-    assert "exists already: replace it with --overwrite" in err and shipped.read_bytes() == before
+    err = one_line_error(capsys, 1, main(["export", str(shipped), str(shipped)]))
+    assert "is the same file as the checkpoint" in err and shipped.read_bytes() == before
     out = tmp_path / "small.pt"
     out.write_bytes(b"keep me")
-    err = _one_line_error(capsys, 1, main(["export", str(shipped), str(out), "--note", "x"]))
+    err = one_line_error(capsys, 1, main(["export", str(shipped), str(out), "--note", "x"]))
     assert str(out) in err and out.read_bytes() == b"keep me"
     assert main(["export", str(shipped), str(out), "--overwrite"]) == 0
     assert load_model(out, device="cpu")[1].T == 1000
@@ -451,6 +448,6 @@ def test_export_and_classifier_replace_an_existing_file_only_with_overwrite(tmp_
     earlier.parent.mkdir(parents=True)
     earlier.write_bytes(b"an earlier judge")
     for argv in (["classifier", "--arch", "mlp"], ["classifier", "--out", str(earlier), "--replace-shipped"]):
-        err = _one_line_error(capsys, 1, main([*argv, "--epochs", "1", "--device", "cpu"]))
+        err = one_line_error(capsys, 1, main([*argv, "--epochs", "1", "--device", "cpu"]))
         assert f"{earlier if argv[1] == '--out' else 'runs/classifier/mlp.pt'} exists already" in err
         assert "--overwrite" in err and earlier.read_bytes() == b"an earlier judge"

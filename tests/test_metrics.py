@@ -1,6 +1,7 @@
 """Metrics: the classifier, MNIST-FID and its floor, bits/dim (Eq. 5, 13) and memorisation."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -87,6 +88,51 @@ def test_missing_or_foreign_classifier_file_is_explained(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable classifier"):
         load_classifier(tmp_path / "junk.pt")
+
+
+def test_a_judge_below_min_accuracy_is_refused_when_loaded_for_evaluation(tmp_path):
+    """Audit: a 13.7%-accurate judge gave MNIST-FID 0.005 with no warning. Loaded for evaluation
+    (check_accuracy=True), a judge is scored on held-out MNIST test images, whatever accuracy its file
+    claims, and one below MIN_ACCURACY is refused in one line."""
+    from ddpm_lib.metrics.classifier import MIN_ACCURACY, build_classifier, save_classifier
+
+    torch.manual_seed(0)
+    path = save_classifier(build_classifier("mlp"), tmp_path / "bad.pt", test_accuracy=0.99)  # untrained, lying
+    judge = load_classifier(path, device="cpu")  # not for evaluation: loaded as it is, nothing measured
+    assert judge.test_accuracy == pytest.approx(0.99) and judge.measured_accuracy is None
+    with pytest.raises(CheckpointError, match=rf"bad.pt .*judge.* (\d+\.\d)% right on \d+ held-out MNIST test images.*"
+                                              rf"claims 99\.0%.*below the {MIN_ACCURACY['mlp']:.1%}") as err:
+        load_classifier(path, device="cpu", check_accuracy=True)
+    measured = float(re.search(r"(\d+\.\d)% right", str(err.value)).group(1)) / 100
+    assert measured < 0.5 and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("arch", ["cnn", "mlp"])
+def test_the_shipped_judges_pass_the_accuracy_check_and_report_what_was_measured(arch, test_set):
+    from ddpm_lib.metrics import default_classifier_path
+    from ddpm_lib.metrics.classifier import ACCURACY_CHECK_IMAGES, MIN_ACCURACY, held_out_digits
+
+    judge = load_classifier(default_classifier_path(arch), device="cpu", check_accuracy=True)
+    held_out = held_out_digits()
+    assert len(held_out) == ACCURACY_CHECK_IMAGES < len(test_set)  # a subset, the same every time
+    assert torch.equal(held_out.tensors[0], held_out_digits().tensors[0])
+    test_images = {image.numpy().tobytes() for image in test_set.tensors[0]}
+    assert all(image.numpy().tobytes() in test_images for image in held_out.tensors[0])  # never trained on
+    assert judge.measured_accuracy == accuracy(judge, held_out) >= MIN_ACCURACY[arch]
+    assert abs(judge.measured_accuracy - judge.test_accuracy) < 0.005
+
+
+def test_a_judge_file_carries_the_checksum_of_its_weights_and_a_changed_weight_is_refused(tmp_path):
+    from ddpm_lib.files import CHECKSUM_KEY, read_weights_file, weights_checksum
+    from ddpm_lib.metrics.classifier import build_classifier, save_classifier
+
+    path = save_classifier(build_classifier("mlp"), tmp_path / "judge.pt", test_accuracy=0.5)
+    state = read_weights_file(path)
+    assert state[CHECKSUM_KEY] == {"model": weights_checksum(state["model"])}
+    state["model"]["head.1.bias"][3] += 1
+    torch.save(state, tmp_path / "changed.pt")
+    with pytest.raises(CheckpointError, match=r"^classifier file .*changed.pt is damaged.*use another copy"):
+        load_classifier(tmp_path / "changed.pt", device="cpu")
 
 
 # ------------------------------------------------------------------ Fréchet distance

@@ -13,6 +13,7 @@ import torch
 from benchmarks import studies
 from ddpm_lib import (DiffusionConfig, SamplerConfig, TrainConfig, Trainer, UNet, UNetConfig, load_mnist,
                       make_schedule, sample)
+from ddpm_lib.files import read_weights_file
 from ddpm_lib.metrics import QualityReport, build_classifier
 
 COMMITTED = Path(studies.__file__).parent / "studies"
@@ -127,7 +128,7 @@ def test_conditional_rows_ask_for_each_digit_and_the_others_for_none(shipped_run
 
 @pytest.mark.slow
 def test_the_samples_file_holds_each_seed_0_sampler_in_half_precision(shipped_run):
-    samples = torch.load(shipped_run["out"].with_suffix(".samples.pt"), weights_only=True)
+    samples = read_weights_file(shipped_run["out"].with_suffix(".samples.pt"))
     assert list(samples) == studies.SHIPPED_SAMPLERS
     assert all(x.dtype == torch.float16 and x.shape == (N, 1, 28, 28) for x in samples.values())
 
@@ -145,14 +146,14 @@ def shipped_copy(shipped_run, tmp_path):
 def test_unet_samplers_recomputes_only_the_rows_named_in_the_sections_order(shipped_run, shipped_copy, monkeypatch):
     monkeypatch.setattr(studies, "SampleEvaluator", CheapEvaluator)
     out, before = shipped_copy, {r["name"]: r for r in shipped_run["got"]["unet"]}
-    grids_before = torch.load(out.with_suffix(".samples.pt"), weights_only=True)
+    grids_before = read_weights_file(out.with_suffix(".samples.pt"))
     studies.main(["shipped", "--unet", shipped_run["unet"][0], "--only", "unet", "--unet-samplers", "dpm20",
                   "sde20_trail_seed2", "--n", str(N), "--out", str(out), "--device", "cpu"])
     again = json.loads(out.read_text())
     assert [r["name"] for r in again["unet"]] == list(before)
     changed = {name for name, r in before.items() if again["unet"][list(before).index(name)] != r}
     assert changed <= {"dpm20", "sde20_trail_seed2"} and "dpm20" in changed  # another checkpoint: other images
-    grids = torch.load(out.with_suffix(".samples.pt"), weights_only=True)
+    grids = read_weights_file(out.with_suffix(".samples.pt"))
     assert list(grids) == list(grids_before) and not torch.equal(grids["dpm20"], grids_before["dpm20"])
     assert torch.equal(grids["sde20_trail"], grids_before["sde20_trail"])
 
@@ -243,7 +244,7 @@ def test_recipe_study_with_only_keeps_the_other_runs_and_their_samples(tiny_unet
     assert [r["name"] for r in stored["runs"]] == ["base", "min_snr5_batch64"]
     assert all(r["device"] == "cpu" and "--only" in r["command"] for r in stored["runs"])
     assert stored["runs"][1]["batch_size"] == 64 and "ddim20_eta1_mean" in stored["runs"][1]["samplers"]
-    grids = torch.load(out.with_suffix(".samples.pt"), weights_only=True)
+    grids = read_weights_file(out.with_suffix(".samples.pt"))
     assert {"base/ddim20_eta1", "base/ddim20_eta1_seed1", "min_snr5_batch64/ddim20_eta1"} <= set(grids)
     # a file from before rows recorded their machine: its old rows take the file's top-level one
     old = tmp_path / "old.json"

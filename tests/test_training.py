@@ -5,11 +5,10 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from ddpm_lib import (EMA, DiffusionConfig, NonFiniteLossError, TrainConfig, Trainer, UNet, load_checkpoint, load_mnist,
-                      load_model)
+from ddpm_lib import (EMA, DiffusionConfig, NonFiniteLossError, TrainConfig, Trainer, UNet, UNetConfig, load_checkpoint,
+                      load_mnist, load_model)
 from ddpm_lib.data import to_model_range
-
-DIFF = DiffusionConfig(T=200)
+from helpers import DIFF, tiny_trainer
 
 
 @pytest.fixture(scope="module")
@@ -17,14 +16,9 @@ def digits():
     return load_mnist(train=False, subset=512, seed=0)
 
 
-def _trainer(cfg, out_dir=None, **train):
-    torch.manual_seed(0)
-    return Trainer(UNet(cfg), DIFF, TrainConfig.quick(**train), out_dir=out_dir, device="cpu")
-
-
 @pytest.mark.slow
 def test_tiny_training_run_lowers_the_loss(tiny_unet_config, digits):
-    trainer = _trainer(tiny_unet_config, steps=80, batch_size=32, lr=2e-3)
+    trainer = tiny_trainer(tiny_unet_config, steps=80, batch_size=32, lr=2e-3)
     history = trainer.fit(digits, progress=False)
     assert len(history) == 80 and trainer.step == 80
     first, last = sum(history[:10]) / 10, sum(history[-10:]) / 10
@@ -46,10 +40,10 @@ def test_ema_is_the_exponential_average():
 @pytest.mark.slow
 def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_unet_config, digits, tmp_path):
     # 512 images / batch 32 = 16 batches per epoch: 24 steps cross an epoch boundary
-    straight = _trainer(tiny_unet_config, steps=24)
+    straight = tiny_trainer(tiny_unet_config, steps=24)
     straight.fit(digits, progress=False)
 
-    first = _trainer(tiny_unet_config, tmp_path, steps=10)
+    first = tiny_trainer(tiny_unet_config, tmp_path, steps=10)
     first.fit(digits, progress=False)
     resumed = Trainer.from_checkpoint(tmp_path / "checkpoint.pt", device="cpu", steps=24)
     assert resumed.step == 10
@@ -66,10 +60,10 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_unet_config, di
 def test_keyboard_interrupt_mid_epoch_saves_and_resumes_exactly(tiny_unet_config, digits, tmp_path, monkeypatch):
     """Ctrl-C (KeyboardInterrupt) at step 13, between checkpoints and mid-epoch: fit() saves,
     returns, and a fresh trainer resumed from that file ends exactly like a straight run."""
-    straight = _trainer(tiny_unet_config, steps=24)
+    straight = tiny_trainer(tiny_unet_config, steps=24)
     straight.fit(digits, progress=False)
 
-    trainer = _trainer(tiny_unet_config, tmp_path, steps=24, checkpoint_every=5)
+    trainer = tiny_trainer(tiny_unet_config, tmp_path, steps=24, checkpoint_every=5)
     real_step = Trainer.train_step
 
     def interrupted_step(self, x0, y=None):
@@ -92,7 +86,7 @@ def test_keyboard_interrupt_mid_epoch_saves_and_resumes_exactly(tiny_unet_config
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_unet_config, digits, tmp_path, monkeypatch):
-    trainer = _trainer(tiny_unet_config, tmp_path, steps=6, checkpoint_every=3)
+    trainer = tiny_trainer(tiny_unet_config, tmp_path, steps=6, checkpoint_every=3)
     trainer.fit(digits, progress=False)
     good = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.config.steps = 12
@@ -114,7 +108,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_unet_conf
 
 
 def test_images_outside_minus_one_one_are_refused(tiny_unet_config):
-    trainer = _trainer(tiny_unet_config, steps=1)
+    trainer = tiny_trainer(tiny_unet_config, steps=1)
     pixels = torch.randint(0, 256, (64, 1, 28, 28)).float()
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         trainer.fit(TensorDataset(pixels, torch.zeros(64, dtype=torch.long)), progress=False)
@@ -132,7 +126,7 @@ def test_images_not_in_model_space_are_refused_naming_the_fix(tiny_unet_config, 
     """Issue 16: Trainer.fit refuses (once, at its start) images that are not floats in [-1, 1], naming
     ddpm_lib.data.to_model_range; the call it names makes them trainable."""
     labels = torch.zeros(64, dtype=torch.long)
-    trainer = _trainer(tiny_unet_config, steps=1, batch_size=16)
+    trainer = tiny_trainer(tiny_unet_config, steps=1, batch_size=16)
     with pytest.raises(ValueError, match=match) as refused:
         trainer.fit(TensorDataset(images, labels), progress=False)
     assert "ddpm_lib.data.to_model_range" in str(refused.value) and trainer.step == 0
@@ -208,7 +202,7 @@ def test_train_config_refuses_bad_values_in_one_line():
 
 
 def test_a_run_is_resumed_only_with_its_own_data(tiny_unet_config, digits, tmp_path):
-    trainer = _trainer(tiny_unet_config, tmp_path, steps=2, subset=len(digits))
+    trainer = tiny_trainer(tiny_unet_config, tmp_path, steps=2, subset=len(digits))
     trainer.fit(digits, progress=False)
     resumed = Trainer.from_checkpoint(tmp_path / "checkpoint.pt", device="cpu", steps=4)
     assert resumed.config.subset == len(digits)
@@ -276,7 +270,7 @@ def test_precision_chooses_bfloat16_autocast_only_where_asked(tiny_unet_config, 
         TrainConfig(precision="half")
     seen = {}
     for precision in ("fp32", "bf16"):
-        trainer = _trainer(tiny_unet_config, steps=40, batch_size=32, lr=2e-3, precision=precision)
+        trainer = tiny_trainer(tiny_unet_config, steps=40, batch_size=32, lr=2e-3, precision=precision)
         hook = trainer.model.register_forward_hook(lambda m, i, out, p=precision: seen.setdefault(p, out.dtype) and None)
         history = trainer.fit(digits, progress=False)
         hook.remove()
@@ -286,11 +280,104 @@ def test_precision_chooses_bfloat16_autocast_only_where_asked(tiny_unet_config, 
 
 
 def test_a_bf16_run_resumes_exactly_and_keeps_its_precision(tiny_unet_config, digits, tmp_path):
-    straight = _trainer(tiny_unet_config, steps=14, precision="bf16")
+    straight = tiny_trainer(tiny_unet_config, steps=14, precision="bf16")
     straight.fit(digits, progress=False)
-    first = _trainer(tiny_unet_config, tmp_path, steps=6, precision="bf16")
+    first = tiny_trainer(tiny_unet_config, tmp_path, steps=6, precision="bf16")
     first.fit(digits, progress=False)
     resumed = Trainer.from_checkpoint(tmp_path / "checkpoint.pt", device="cpu", steps=14)
     assert resumed.config.precision == "bf16"
     resumed.fit(digits, progress=False)
     assert resumed.history == straight.history
+
+
+# ---------------------------------------------------------------- audit: precision, integer settings, labels
+def test_auto_precision_is_decided_at_the_first_fit_and_kept_by_a_resume(tmp_path, monkeypatch, digits):
+    """A "--precision auto" run on a minute budget trains in bf16 where the CPU has native bfloat16;
+    resumed with a step budget (which alone would give fp32) it stays in bf16, and a step-budget run
+    resumed on minutes alone stays in fp32. The config keeps "auto" (the command line compares it)."""
+    import ddpm_lib.training as training
+    from ddpm_lib import MLPNoisePredictor, MLPConfig
+    monkeypatch.setattr(training, "cpu_has_bf16", lambda: True)
+
+    def dtypes(trainer):
+        seen = set()
+        trainer.model.register_forward_hook(lambda m, i, out: seen.add(out.dtype))
+        trainer.fit(digits, progress=False)
+        return seen
+
+    for first, precision in ((dict(steps=None, max_minutes=0.001), "bf16"), (dict(steps=2), "fp32")):
+        out, dtype = tmp_path / precision, {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+        torch.manual_seed(0)
+        trainer = Trainer(MLPNoisePredictor(MLPConfig(hidden=64, num_blocks=1)), DIFF,
+                          TrainConfig(precision="auto", batch_size=32, checkpoint_every=0, **first), out_dir=out,
+                          device="cpu")
+        assert dtypes(trainer) == {dtype}
+        state = load_checkpoint(out / "checkpoint.pt")
+        assert state["precision_used"] == precision and state["train_config"]["precision"] == "auto"
+        step, minutes = trainer.step, trainer.elapsed_s / 60 + 0.003
+        # the budget of the resume: steps (with time left), or minutes alone, which would choose the other precision
+        then = dict(steps=step + 2, max_minutes=minutes) if precision == "bf16" else dict(steps=None, max_minutes=minutes)
+        resumed = Trainer.from_checkpoint(out / "checkpoint.pt", device="cpu", **then)
+        assert resumed.precision_used == precision
+        assert dtypes(resumed) == {dtype}, precision
+        assert resumed.step > step and load_checkpoint(out / "checkpoint.pt")["precision_used"] == precision
+
+
+@pytest.mark.parametrize("cls,field,value,error", [
+    (TrainConfig, "steps", 2.5, ValueError), (TrainConfig, "batch_size", True, TypeError),
+    (TrainConfig, "warmup_steps", float("nan"), ValueError), (TrainConfig, "checkpoint_every", "5", TypeError),
+    (TrainConfig, "seed", 1.5, ValueError), (TrainConfig, "subset", False, TypeError),
+    (DiffusionConfig, "T", 99.5, ValueError), ("UNetConfig", "base_channels", True, TypeError),
+    ("UNetConfig", "channel_mults", (1, 2.5), ValueError), ("UNetConfig", "num_classes", 10.5, ValueError),
+    ("MLPConfig", "hidden", 64.5, ValueError), ("MLPConfig", "num_blocks", True, TypeError),
+])
+def test_integer_settings_refuse_bools_and_fractions_in_one_line(cls, field, value, error):
+    import ddpm_lib
+    from ddpm_lib.errors import DDPMError
+    cls = getattr(ddpm_lib, cls) if isinstance(cls, str) else cls
+    with pytest.raises(error) as refused:
+        cls(**{field: value})
+    message = str(refused.value)
+    assert isinstance(refused.value, DDPMError) and len(message.splitlines()) == 1
+    shown = value[-1] if isinstance(value, tuple) else value  # a tuple's bad item is named
+    assert message.startswith(f"{cls.__name__}: {field}") and repr(shown) in message
+
+
+def test_integer_settings_take_whole_numbers_of_any_kind_as_ints():
+    import numpy as np
+    config = TrainConfig(steps=1e4, batch_size=np.int64(64), subset=None)
+    assert config.steps == 10_000 and type(config.steps) is int and type(config.batch_size) is int
+    assert TrainConfig(steps=None, max_minutes=1).steps is None
+
+
+@pytest.mark.parametrize("labels,match", [
+    (torch.full((64,), 11), r"0\.\.9 .*got 11 "),
+    (torch.full((64,), -3), r"0\.\.9 .*got -3 "),
+    (torch.full((64,), 10), r"0\.\.9 .*got 10 "),  # 10 is the null label: dropout's, not a digit
+    (torch.zeros(64), r"integer class indices 0\.\.9.*float32"),
+], ids=["11", "-3", "null-label", "floats"])
+def test_labels_a_conditional_model_cannot_take_are_refused_at_the_start(tiny_unet_config, labels, match):
+    from ddpm_lib.errors import DDPMError
+    torch.manual_seed(0)
+    cond = UNet(UNetConfig(**{**tiny_unet_config.__dict__, "num_classes": 10}))
+    trainer = Trainer(cond, DIFF, TrainConfig.quick(steps=1, batch_size=16), device="cpu")
+    labels = labels.clone()
+    labels[:5] = torch.arange(5)  # some good labels too: the bad one is named
+    images = torch.rand(64, 1, 28, 28) * 2 - 1
+    generator = trainer.generator.get_state()
+    with pytest.raises(ValueError, match=match) as refused:
+        trainer.fit(TensorDataset(images, labels), progress=False)
+    assert isinstance(refused.value, DDPMError) and len(str(refused.value).splitlines()) == 1
+    assert trainer.step == 0 and torch.equal(trainer.generator.get_state(), generator)  # refused before any step
+    assert len(trainer.fit(TensorDataset(images, labels.long() % 10), progress=False)) == 1
+
+
+def test_seed_beyond_the_derived_seeds_range_is_refused():
+    """The batch order seeds torch with seed * 100_003 + epoch: a seed above MAX_SEED would overflow it
+    mid-run; it is refused when the config is built, naming the range."""
+    from ddpm_lib.config import MAX_SEED
+    with pytest.raises(ValueError, match=rf"seed must be an integer 0\.\.{MAX_SEED}"):
+        TrainConfig(seed=MAX_SEED + 1)
+    with pytest.raises(ValueError, match="seed"):
+        TrainConfig(seed=-1)
+    assert TrainConfig(seed=MAX_SEED).seed == MAX_SEED

@@ -29,6 +29,9 @@ from ..diffusion import check_timesteps, eps_and_x0, gather, q_posterior, q_samp
 from ..models import eval_mode, model_device
 from ..schedules import Schedule, check_variance
 
+# bits/dim draws at least one t in each quarter of t = 1..T-1 (stratified), so at least this many per image
+MIN_T_SAMPLES = 4
+
 Tensor = torch.Tensor
 
 
@@ -137,8 +140,8 @@ def bits_per_dim(model: torch.nn.Module, schedule: Schedule, x0: Tensor, *,
     device = model_device(model)
     schedule = schedule.to(device)
     quarters = [np.arange(max(1, q * T // 4), (q + 1) * T // 4) for q in range(4)]  # code t = 1..T-1
-    if t_samples is not None and t_samples < 4:
-        raise InputError(f"t_samples must be >= 4 (one per quarter of t) or None, got {t_samples}")
+    if t_samples is not None and t_samples < MIN_T_SAMPLES:
+        raise InputError(f"t_samples must be >= {MIN_T_SAMPLES} (one per quarter of t) or None, got {t_samples}")
     per_q = None if t_samples is None else math.ceil(t_samples / 4)
     # every t once (singletons) or ceil(k/4) strata per quarter; empty ones (small T) add nothing
     strata = [(q, s) for q, idx in enumerate(quarters) if len(idx)
