@@ -25,7 +25,8 @@ import torch
 from .config import DiffusionConfig, MLPConfig, TrainConfig, UNetConfig, get_device
 from .files import (LOCK_NAME, CheckpointError, OutputLock, check_writable, first_line, read_weights_file,
                     remove_partial_saves, replace_atomically, signals_deferred, with_checksums, write_weights_file)
-from .models import ModelConfig, build_model, config_from_dict, config_to_dict
+from .models import (CUSTOM_KIND, ModelConfig, build_model, config_from_dict, config_to_dict, describe_model,
+                     remember_image_shape)
 from .schedules import Schedule, make_schedule, remember_diffusion
 
 __all__ = ["FORMAT", "CHECKPOINT_NAME", "REQUIRED_KEYS", "WEIGHT_KEYS", "MIGRATIONS", "CheckpointError",
@@ -78,19 +79,22 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     return state
 
 
-def to_state(model_config: ModelConfig, diffusion: DiffusionConfig, train: TrainConfig, *,
+def to_state(model_config: Union[ModelConfig, dict], diffusion: DiffusionConfig, train: TrainConfig, *,
              model: Dict[str, torch.Tensor], step: int, history: Union[Sequence[float], torch.Tensor] = (),
              ema: Optional[Dict[str, torch.Tensor]] = None, optimizer: Optional[Dict[str, Any]] = None,
              rng: Optional[Dict[str, torch.Tensor]] = None, elapsed_s: float = 0.0, note: str = "",
-             precision_used: Optional[str] = None) -> Dict[str, Any]:
+             precision_used: Optional[str] = None, data_shape: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """The checkpoint of a run: its three configs as plain dicts and its state (``weights_only``-loadable).
     A sampling-only export has no ``ema``, ``optimizer`` or ``rng`` (:func:`is_export`). ``precision_used``
     ("fp32" or "bf16") is what the run trains in, decided once at its first fit (``precision="auto"``
-    resolved, :class:`ddpm_lib.training.Trainer`) and kept by a resume; None where not decided."""
-    return {"format": FORMAT, "model_config": config_to_dict(model_config), "diffusion_config": asdict(diffusion),
+    resolved, :class:`ddpm_lib.training.Trainer`) and kept by a resume; None where not decided.
+    ``model_config``: one of ours, or the dict :func:`ddpm_lib.models.describe_model` gives for a network
+    of your own. ``data_shape``: the (C, H, W) of the images trained on (None: not recorded)."""
+    described = model_config if isinstance(model_config, dict) else config_to_dict(model_config)
+    return {"format": FORMAT, "model_config": described, "diffusion_config": asdict(diffusion),
             "train_config": asdict(train), "model": model, "ema": ema, "optimizer": optimizer, "step": step,
             "history": torch.as_tensor(history, dtype=torch.float32), "rng": rng, "elapsed_s": elapsed_s, "note": note,
-            "precision_used": precision_used}
+            "precision_used": precision_used, "data_shape": None if data_shape is None else [int(d) for d in data_shape]}
 
 
 def migrated(state: Dict[str, Any], key: str) -> Dict[str, Any]:
@@ -107,6 +111,11 @@ def from_state(state: Dict[str, Any], key: str, path: PathLike = "checkpoint", *
     refuses, raises :class:`CheckpointError` naming the file and what to do."""
     saved = migrated(state, key)
     kind = saved.get("kind") if isinstance(saved, dict) else None
+    if key == "model_config" and kind == CUSTOM_KIND:
+        raise CheckpointError(f"checkpoint {path} holds the weights of a network of your own "
+                              f"({saved.get('class', '?')}), not its code: build it as you did for training and "
+                              f"pass it, load_model({str(path)!r}, model=YourNet(...)) or "
+                              f"Trainer.from_checkpoint({str(path)!r}, model=YourNet(...))")
     cls = {"diffusion_config": DiffusionConfig, "train_config": TrainConfig,
            "model_config": {"unet": UNetConfig, "mlp": MLPConfig}.get(kind)}[key]
     if not isinstance(saved, dict) or cls is None:
@@ -123,13 +132,18 @@ def from_state(state: Dict[str, Any], key: str, path: PathLike = "checkpoint", *
                               f"use another copy of it") from err
 
 
-def check_compatible(state: Dict[str, Any], model_config: ModelConfig, diffusion: DiffusionConfig) -> None:
+def check_compatible(state: Dict[str, Any], model_config: Union[ModelConfig, dict], diffusion: DiffusionConfig) -> None:
     """Raise :class:`CheckpointError` naming every setting in which a checkpoint differs
-    from the model/diffusion it is loaded into (T, schedule, model size...)."""
+    from the model/diffusion it is loaded into (T, schedule, model size, the class of a network of
+    your own...). ``model_config``: a config of ours or :func:`ddpm_lib.models.describe_model`'s dict."""
+    mine = model_config if isinstance(model_config, dict) else config_to_dict(model_config)
+    saved = migrated(state, "model_config")
+    custom = isinstance(saved, dict) and CUSTOM_KIND in (saved.get("kind"), mine.get("kind"))
+    theirs = saved if custom else config_to_dict(from_state(state, "model_config"))
     diffs = []
     for section, theirs, mine in (
             ("diffusion", asdict(from_state(state, "diffusion_config")), asdict(diffusion)),
-            ("model", config_to_dict(from_state(state, "model_config")), config_to_dict(model_config))):
+            ("model", theirs, mine)):
         for key in sorted(set(theirs) | set(mine)):
             if theirs.get(key) != mine.get(key):
                 diffs.append(f"{section}.{key}: checkpoint {theirs.get(key)!r} vs now {mine.get(key)!r}")
@@ -161,21 +175,31 @@ def export_pretrained(checkpoint: PathLike, out: PathLike, *, dtype: torch.dtype
     the loss history. :func:`load_model` reads it like any checkpoint."""
     state = load_checkpoint(checkpoint)
     weights = state.get("ema") or state["model"]
-    configs = (from_state(state, key, checkpoint) for key in ("model_config", "diffusion_config", "train_config"))
-    small = to_state(*configs, model={k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()},
+    described = migrated(state, "model_config")
+    custom = isinstance(described, dict) and described.get("kind") == CUSTOM_KIND
+    model_config = described if custom else from_state(state, "model_config", checkpoint)
+    small = to_state(model_config, *(from_state(state, key, checkpoint) for key in ("diffusion_config", "train_config")),
+                     model={k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()},
                      step=state["step"], history=state.get("history", ()), elapsed_s=state.get("elapsed_s", 0.0),
-                     note=note)
+                     note=note, data_shape=state.get("data_shape"))
     return save_checkpoint(small, out)
 
 
-def load_model(path: PathLike, *, ema: bool = True, device: Union[str, torch.device, None] = None
-               ) -> Tuple[torch.nn.Module, Schedule]:
+def load_model(path: PathLike, *, ema: bool = True, device: Union[str, torch.device, None] = None,
+               model: Optional[torch.nn.Module] = None) -> Tuple[torch.nn.Module, Schedule]:
     """Rebuild a trained model (EMA weights by default) and its schedule from a checkpoint,
     on ``device`` (default: :func:`get_device`), in eval mode. The model remembers its
-    ``diffusion_config`` (:func:`ddpm_lib.schedules.remember_diffusion`): samplers refuse another schedule."""
+    ``diffusion_config`` (:func:`ddpm_lib.schedules.remember_diffusion`): samplers refuse another schedule;
+    and the shape of the images it was trained on, which samplers draw.
+
+    A checkpoint of a network of your own holds its weights, not its code: pass ``model``, built as
+    for training (the same class and arguments), and the weights are loaded into it."""
     device = torch.device(device) if device is not None else get_device()
     state = load_checkpoint(path)
-    model = build_model(from_state(state, "model_config", path))
+    if model is None:
+        model = build_model(from_state(state, "model_config", path))
+    else:
+        check_compatible(state, describe_model(model), from_state(state, "diffusion_config", path))
     weights = state["ema"] if ema and state.get("ema") is not None else state["model"]
     try:
         model.load_state_dict(weights)
@@ -184,4 +208,6 @@ def load_model(path: PathLike, *, ema: bool = True, device: Union[str, torch.dev
                               f"({first_line(err)}); the file is damaged or was edited: use another copy") from err
     diffusion = from_state(state, "diffusion_config", path)
     remember_diffusion(model, diffusion)  # a sampler given another schedule then says so
+    if state.get("data_shape") is not None:
+        remember_image_shape(model, state["data_shape"])
     return model.to(device).eval(), make_schedule(diffusion).to(device)

@@ -33,7 +33,8 @@ from .config import DiffusionConfig, TrainConfig, get_device
 from .data import check_model_range
 from .diffusion import simple_loss
 from .guidance import drop_labels
-from .models import build_model
+from .models import build_model, describe_model, eval_mode, remember_image_shape
+from .files import first_line
 from .schedules import Schedule, make_schedule, remember_diffusion
 from .stop_requests import StopRequests
 
@@ -164,7 +165,17 @@ class Trainer:
 
     The precision of the forward pass (``TrainConfig.precision``; "auto" resolved by :func:`uses_bf16`)
     is decided at the run's first fit and kept, in ``precision_used`` and in its checkpoints: a resume
-    with another budget trains in the same precision."""
+    with another budget trains in the same precision.
+
+    Your own network: any ``nn.Module`` whose ``forward(x, t)`` takes images x [B, C, H, W] in
+    [-1, 1] and steps t (a long tensor [B], 0-based) and returns a tensor of x's shape (the noise eps,
+    or x0 / v with ``DiffusionConfig.prediction``) trains like ours; a class-conditional one also has
+    ``null_label`` (its number of classes) and takes ``forward(x, t, y)``. ``fit`` calls it once on
+    two training images before the first step and refuses, in one line, a network that does not keep
+    that protocol. Its checkpoints hold its weights and state, not its code: resume with
+    ``Trainer.from_checkpoint(path, model=YourNet(...))`` and sample with
+    ``load_model(path, model=YourNet(...))``, built as for training. Checkpoints also record the
+    shape of the images trained on, which the samplers then draw."""
 
     def __init__(self, model: torch.nn.Module, diffusion: Optional[DiffusionConfig] = None,
                  train_config: Optional[TrainConfig] = None, *,
@@ -180,6 +191,7 @@ class Trainer:
         if loss_fn is None:  # trained on L_simple of this schedule: the samplers check they get the same one
             remember_diffusion(self.model, self.diffusion)
         self.loss_fn = loss_fn or simple_loss_fn(self.model, self.schedule, self.config.min_snr_gamma)
+        self.loss_fn_given = loss_fn is not None
         self.ema = EMA(self.model, self.config.ema_decay)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr,
                                            weight_decay=self.config.weight_decay)
@@ -200,11 +212,11 @@ class Trainer:
 
     def state_dict(self) -> dict:
         """Everything needed to resume, as a ``weights_only``-loadable dict."""
-        return to_state(self.model.config, self.diffusion, self.config, model=self.model.state_dict(),
+        return to_state(describe_model(self.model), self.diffusion, self.config, model=self.model.state_dict(),
                         ema=self.ema.model.state_dict(), optimizer=self.optimizer.state_dict(), step=self.step,
                         history=self.history, elapsed_s=self.elapsed_s,
                         rng={"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
-                        precision_used=self.precision_used)
+                        precision_used=self.precision_used, data_shape=getattr(self.model, "image_shape", None))
 
     def save(self, path: Union[str, Path, None] = None) -> Path:
         """Write a checkpoint atomically (default: ``out_dir/checkpoint.pt``)."""
@@ -219,7 +231,7 @@ class Trainer:
         sampling-only export is refused: it holds no optimizer state to continue from."""
         state = state_or_path if isinstance(state_or_path, dict) else load_checkpoint(state_or_path)
         check_resumable(state, "the checkpoint" if isinstance(state_or_path, dict) else state_or_path)
-        check_compatible(state, self.model.config, self.diffusion)
+        check_compatible(state, describe_model(self.model), self.diffusion)
         self.model.load_state_dict(state["model"])
         self.ema.model.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -228,6 +240,8 @@ class Trainer:
         self.generator.set_state(state["rng"]["generator"])
         torch.set_rng_state(state["rng"]["torch"])
         self.elapsed_s = float(state.get("elapsed_s", 0.0))
+        if state.get("data_shape") is not None:
+            remember_image_shape(self.model, state["data_shape"])
         self.precision_used = state.get("precision_used")
         if self.precision_used is None and self.step > 0:  # saved before runs kept it: what its own settings gave
             self.precision_used = "bf16" if uses_bf16(from_state(state, "train_config"), self.device) else "fp32"
@@ -235,14 +249,15 @@ class Trainer:
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, Path], *, out_dir: Union[str, Path, None] = None,
-                        device: Union[str, torch.device, None] = None,
+                        device: Union[str, torch.device, None] = None, model: Optional[torch.nn.Module] = None,
                         **train_overrides) -> "Trainer":
         """Rebuild a trainer (model from the saved config) and resume its state. Keyword
-        overrides change the training config, e.g. ``steps=20000`` to train longer."""
+        overrides change the training config, e.g. ``steps=20000`` to train longer. The run of a
+        network of your own needs ``model``: built as for training, its weights are then restored."""
         state = load_checkpoint(path)
         check_resumable(state, path)
         config = from_state(state, "train_config", path, **train_overrides)
-        model = build_model(from_state(state, "model_config", path))
+        model = model if model is not None else build_model(from_state(state, "model_config", path))
         trainer = cls(model, from_state(state, "diffusion_config", path), config,
                       out_dir=out_dir if out_dir is not None else Path(path).parent, device=device)
         return trainer.load_state(state)
@@ -322,6 +337,44 @@ class Trainer:
             raise InputError(f"the training labels must be {valid}, got {int(bad[0])} ({bad.numel()} labels "
                              f"outside that range); fix the labels or build the model with more classes")
 
+    def _check_protocol(self, images: Tensor, labels: Optional[Tensor]) -> None:
+        """Before the first step: the network takes ``forward(x, t[, y])`` on two training images and
+        returns x's shape (one line refusing it otherwise, never after minutes of training); the
+        shape of the images is remembered (samplers draw it, checkpoints record it). Random states,
+        buffers and the network's mode are left as they were: a seeded run is unchanged by the check."""
+        shape = tuple(images.shape[1:])
+        saved = getattr(self.model, "image_shape", None)
+        if saved is not None and tuple(saved) != shape:
+            raise InputError(f"this run trained on images of {'x'.join(map(str, saved))} but was given "
+                             f"{'x'.join(map(str, shape))}; resume it with the same data")
+        if self.loss_fn_given:  # a loss of the caller's own may call the network any way it likes
+            remember_image_shape(self.model, shape)
+            return
+        x = images[:2].to(self.device)
+        t = torch.full((len(x),), self.schedule.T - 1, dtype=torch.long, device=self.device)
+        null = getattr(self.model, "null_label", None)
+        args = (x, t) if null is None else (x, t, torch.full((len(x),), int(null), device=self.device))
+        call = "forward(x, t)" if null is None else "forward(x, t, y)"
+        buffers = [b.detach().clone() for b in self.model.buffers()]
+        try:
+            with torch.random.fork_rng(devices=[]), torch.no_grad(), eval_mode(self.model), \
+                    autocast(self.config, self.device, self._precision() == "bf16"):  # as the steps will call it
+                out = self.model(*args)
+        except Exception as err:  # noqa: BLE001 - any failure of the user's network is told in one line
+            raise InputError(f"the network cannot be trained: its {call} failed on 2 training images x of shape "
+                             f"{list(x.shape)}, t {list(t.shape)} long ({type(err).__name__}: {first_line(err)}); "
+                             f"see help(Trainer) for the protocol it must keep") from err
+        finally:
+            with torch.no_grad():
+                for b, before in zip(self.model.buffers(), buffers):
+                    b.copy_(before)
+        if not isinstance(out, Tensor) or tuple(out.shape) != tuple(x.shape):
+            got = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise InputError(f"the network cannot be trained: its {call} must return a tensor of x's shape "
+                             f"{list(x.shape)}, got {got}; see help(Trainer) for the protocol it must keep")
+        remember_image_shape(self.model, shape)
+        remember_image_shape(self.ema.model, shape)
+
     def fit(self, data: TensorDataset, *, progress: bool = True) -> List[float]:
         """Train on ``data`` (a ``TensorDataset(images, labels)`` as from
         :func:`ddpm_lib.data.load_mnist`) until ``steps`` or ``max_minutes``; returns the
@@ -336,6 +389,7 @@ class Trainer:
                              f"{len(images)}; resume it with the same data, load_mnist(subset={cfg.subset})")
         check_model_range(images, "the training images")  # once here: uint8, NaN, [0, 255], [0, 1] refused
         self._check_labels(labels)
+        self._check_protocol(images, labels)
         if cfg.steps is None and cfg.max_minutes is None:
             raise InputError("set TrainConfig.steps or TrainConfig.max_minutes (or both)")
         self._precision()

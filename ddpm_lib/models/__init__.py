@@ -44,10 +44,35 @@ def config_from_dict(d: dict) -> ModelConfig:
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+CUSTOM_KIND = "custom"  # a checkpoint's model_config "kind" for a network of the user's own
+
+
+def is_library_model(model: torch.nn.Module) -> bool:
+    """Whether ``model`` is one of ddpm_lib's networks, rebuilt from its config (:func:`build_model`)."""
+    return isinstance(getattr(model, "config", None), (UNetConfig, MLPConfig))
+
+
+def describe_model(model: torch.nn.Module) -> dict:
+    """What a checkpoint stores to say which network it holds: one of ours, its config
+    (:func:`config_to_dict`); a network of your own, ``{"kind": "custom", "class": "module.Class"}``
+    (rebuilding it needs your class: the checkpoint holds its weights, not its code)."""
+    if is_library_model(model):
+        return config_to_dict(model.config)
+    cls = type(model)
+    return {"kind": CUSTOM_KIND, "class": f"{cls.__module__}.{cls.__qualname__}"}
+
+
+def remember_image_shape(model: torch.nn.Module, shape: Sequence[int]) -> None:
+    """Let ``model`` carry the (C, H, W) of the images it was trained on (``model.image_shape``), so that
+    samplers draw that shape for a network without a config saying it (:func:`image_shape_of`)."""
+    object.__setattr__(model, "image_shape", tuple(int(s) for s in shape))
+
+
 def image_shape_of(model: torch.nn.Module, image_shape: Optional[Sequence[int]] = None) -> Tuple[int, ...]:
     """The (C, H, W) of the images ``model`` works on: ``image_shape`` when given, else read from the
-    model's config (``in_channels``, ``image_size``), as diffusers' pipelines read ``unet.config``; a
-    model without such a config is taken to make MNIST's 1x28x28 images."""
+    model's config (``in_channels``, ``image_size``), as diffusers' pipelines read ``unet.config``, else
+    the shape it was trained on (``model.image_shape``, set by the Trainer and :func:`load_model`); a
+    model with none of these is taken to make MNIST's 1x28x28 images."""
     if image_shape is not None:
         shape = tuple(int(s) for s in image_shape)
         if len(shape) != 3 or min(shape) < 1:
@@ -55,9 +80,10 @@ def image_shape_of(model: torch.nn.Module, image_shape: Optional[Sequence[int]] 
         return shape
     config = getattr(model, "config", None)
     channels, size = getattr(config, "in_channels", None), getattr(config, "image_size", None)
-    if channels is None or size is None:
-        return MNIST_SHAPE
-    return (int(channels), int(size), int(size))
+    if channels is not None and size is not None:
+        return (int(channels), int(size), int(size))
+    trained_on = getattr(model, "image_shape", None)
+    return tuple(trained_on) if trained_on is not None else MNIST_SHAPE
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -65,8 +91,9 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["TimeEmbedding", "sinusoidal_embedding", "MLPNoisePredictor", "UNet", "build_model",
-           "config_to_dict", "config_from_dict", "count_parameters", "cpu_channels_last", "eval_mode", "model_device"]
+__all__ = ["TimeEmbedding", "sinusoidal_embedding", "MLPNoisePredictor", "UNet", "build_model", "CUSTOM_KIND",
+           "config_to_dict", "config_from_dict", "count_parameters", "describe_model", "is_library_model",
+           "image_shape_of", "remember_image_shape", "cpu_channels_last", "eval_mode", "model_device"]
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
