@@ -31,18 +31,32 @@ def show_grid(images: Tensor, nrow: int = 8, title: Optional[str] = None,
     if ax is None:
         rows = (len(images) + nrow - 1) // nrow
         _, ax = plt.subplots(figsize=(scale * min(nrow, len(images)), scale * rows + (0.4 if title else 0)))
-    ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
+    ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1,
+              interpolation="nearest")  # pixels as squares, also for 8x8 images
     ax.axis("off")
     if title:
         ax.set_title(title)
     return ax.figure
 
 
+# save_grid scales images smaller than this (in pixels, the shorter side) up by a whole factor, each
+# pixel a square block, so that a grid of 8x8 images can be seen; MNIST's 28x28 are kept as they are
+MIN_SAVED_SIZE = 28
+
+
+def upscale(images: Tensor, min_size: int = MIN_SAVED_SIZE) -> Tensor:
+    """[N, C, H, W] images repeated k times along H and W (nearest neighbour, no new values), with k the
+    smallest whole factor making the shorter side at least ``min_size``; k = 1 leaves them as they are."""
+    k = -(-min_size // min(images.shape[-2:]))  # ceil
+    return images if k <= 1 else images.repeat_interleave(k, dim=-2).repeat_interleave(k, dim=-1)
+
+
 def save_grid(images: Tensor, path: str, nrow: int = 8) -> None:
-    """Write a PNG grid of images in [-1, 1] (no matplotlib figure)."""
+    """Write a PNG grid of images in [-1, 1] (no matplotlib figure); images smaller than
+    :data:`MIN_SAVED_SIZE` pixels are scaled up by a whole factor (:func:`upscale`) so they can be seen."""
     from torchvision.utils import save_image
 
-    save_image(to_unit_range(images.detach().float().cpu()), path, nrow=nrow, padding=2, pad_value=1.0)
+    save_image(upscale(to_unit_range(images.detach().float().cpu())), path, nrow=nrow, padding=2, pad_value=1.0)
 
 
 def show_strip(frames: Mapping[int, Tensor], title: Optional[str] = None, label: str = "t",

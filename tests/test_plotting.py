@@ -41,3 +41,19 @@ def test_save_grid_writes_png(tmp_path):
 def test_strip_needs_frames():
     with pytest.raises(ValueError, match="empty"):
         show_strip({})
+
+
+@pytest.mark.parametrize("size, factor", [(8, 4), (16, 2), (28, 1), (32, 1)])
+def test_save_grid_scales_tiny_images_up_by_whole_pixels(tmp_path, size, factor):
+    """An 8x8 grid was 8 pixels a tile: now each pixel is a 4x4 block (nearest neighbour, no new values);
+    MNIST's 28x28 and larger images are written as they are."""
+    import numpy as np
+    from PIL import Image
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    save_grid(x, str(tmp_path / "g.png"), nrow=2)
+    png = torch.from_numpy(np.array(Image.open(tmp_path / "g.png"))).permute(2, 0, 1)
+    side = size * factor
+    assert png.shape == (3, side + 4, 2 * side + 6)  # make_grid's padding of 2 around each tile
+    first = png[:, 2:2 + side, 2:2 + side]
+    pixels = ((x[0] + 1) / 2 * 255 + 0.5).clamp(0, 255).to(torch.uint8)  # torchvision's rounding
+    assert torch.equal(first, pixels.repeat_interleave(factor, 1).repeat_interleave(factor, 2))
