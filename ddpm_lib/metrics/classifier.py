@@ -268,8 +268,8 @@ def load_classifier(path: Union[str, Path, None] = None, *, device: Union[str, t
     path = Path(path) if path is not None else default_classifier_path()
     if not path.is_file():
         raise CheckpointError(f"classifier weights {path} not found; they ship in data/pretrained/ "
-                              f"(git checkout data/pretrained) or retrain them with "
-                              f"`python -m ddpm_lib classifier --out {path}` (about 5 min on CPU)")
+                              f"(git checkout data/pretrained), or train a judge with train_classifier and "
+                              f"save_classifier (about 5 min on CPU)")
     state = read_weights_file(path, "classifier file")  # empty, pickled code, not torch: one line each
     if not isinstance(state, dict) or state.get("format") not in (FORMAT, _OLD_FORMAT):
         raise CheckpointError(f"{path} is not a ddpm_lib classifier (no '{FORMAT}' format tag)")
