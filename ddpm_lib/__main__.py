@@ -14,19 +14,22 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, NoReturn, Optional, Tuple
 
 import torch
+from torch.utils.data import TensorDataset
 
 from .checkpoints import (CHECKPOINT_NAME, CheckpointError, check_resumable, export_pretrained, is_export,
                           load_checkpoint, load_model, migrated)
 from .config import (LR_SCHEDULES, MAX_SEED, PRECISIONS, SAMPLERS, SPACINGS, DiffusionConfig, EvalConfig, MLPConfig,
                      SamplerConfig, TrainConfig, UNetConfig, get_device, seed_everything)
-from .data import load_mnist, pretrained_dir, pretrained_path
+from .data import MNIST_SHAPE, load_mnist, pretrained_dir, pretrained_path
 from .errors import DDPMError, InputError
-from .files import (OutputLock, check_writable, file_digest, read_weights_file, remove_partial_saves,
+from .files import (OutputLock, check_writable, file_digest, first_line, read_weights_file, remove_partial_saves,
                     replace_atomically)
+from .image_files import FoundImages, load_images, split
 from .metrics.classifier import ARCHS, DEFAULT_EPOCHS, MIN_ACCURACY, ClassifierConfig
 from .metrics.likelihood import MIN_T_SAMPLES
 from .models import ModelConfig, build_model, config_to_dict, count_parameters, image_shape_of
@@ -216,7 +219,8 @@ def _stop_on_sigterm(signum, frame):  # a killed run saves its checkpoint like C
     raise KeyboardInterrupt
 
 
-# --model: each kind and the model config a new run of it trains (_model_kind reads a saved one back)
+# --model: each kind and the model config a new run of it trains on MNIST (_model_kind reads a saved one
+# back; _sized_for fits it to --data's images)
 MODEL_KINDS: Dict[str, Callable[[argparse.Namespace], ModelConfig]] = {
     "unet": lambda args: UNetConfig(base_channels=args.base_channels),
     "cond-unet": lambda args: UNetConfig(base_channels=args.base_channels, num_classes=10),
@@ -229,7 +233,7 @@ FLAG_FIELDS: Dict[str, Tuple[str, str]] = {
     **{flag: ("diffusion_config", flag) for flag in ("schedule", "T", "prediction")},
     "base_channels": ("model_config", "base_channels"),
     **{flag: ("train_config", flag) for flag in ("batch_size", "lr", "lr_schedule", "min_snr_gamma", "precision",
-                                                 "checkpoint_every", "seed", "subset")},
+                                                 "checkpoint_every", "seed", "subset", "data")},
 }
 
 
@@ -239,9 +243,20 @@ def _model_kind(model_config: dict) -> str:
 
 
 def _flag_value(args: argparse.Namespace, flag: str):
-    """A FLAG_FIELDS flag's value as its config field holds it (--min-snr-gamma 0: None, unweighted)."""
+    """A FLAG_FIELDS flag's value as its config field holds it (--min-snr-gamma 0: None, unweighted;
+    --data ./images/: "images")."""
     value = getattr(args, flag)
+    if flag == "data":
+        return None if value is None else os.path.normpath(value)
     return (value or None) if flag == "min_snr_gamma" else value
+
+
+def _same_setting(flag: str, asked, saved) -> bool:
+    """Whether a flag typed with --resume asks for what the checkpoint holds (--data: the same file or
+    folder, however the path is written)."""
+    if flag == "data" and asked is not None and saved is not None:
+        return Path(asked).resolve() == Path(saved).resolve()
+    return asked == saved
 
 
 def _fields_from_flags(args: argparse.Namespace, section: str) -> dict:
@@ -260,8 +275,9 @@ def _resume_conflicts(args: argparse.Namespace, state: dict) -> List[str]:
              **{flag: sections[sec].get(field) for flag, (sec, field) in FLAG_FIELDS.items()
                 if sec != "train_config" or field in sections[sec]}}  # an old file may not record its subset
     asked = {flag: args.model if flag == "model" else _flag_value(args, flag) for flag in saved if flag in args.given}
-    return [f"--{flag.replace('_', '-')} {getattr(args, flag)} (checkpoint: {saved[flag]})"
-            for flag, value in asked.items() if value != saved[flag]]
+    shown = {**saved, **({"data": saved["data"] or "MNIST"} if "data" in saved else {})}
+    return [f"--{flag.replace('_', '-')} {getattr(args, flag)} (checkpoint: {shown[flag]})"
+            for flag, value in asked.items() if not _same_setting(flag, value, saved[flag])]
 
 
 def _budget_left(trainer: Trainer, ckpt: Path) -> None:
@@ -286,6 +302,61 @@ def cmd_train(args: argparse.Namespace) -> int:
                 signal.signal(signum, handler)
 
 
+OwnImages = Tuple[TensorDataset, FoundImages]  # --data's images, as load_images reads them
+
+
+def _own_images(args: argparse.Namespace, state: Optional[dict]) -> Optional[OwnImages]:
+    """The images of ``--data`` (a resumed run: the path and --subset saved with it), read and checked
+    (:func:`ddpm_lib.image_files.load_images`); None for a run on MNIST. Called before the output folder
+    is made or locked, so that missing, empty or unreadable data leaves nothing behind."""
+    path, subset = _flag_value(args, "data"), args.subset
+    if state is not None:
+        saved = migrated(state, "train_config")
+        if "data" in saved:  # older files do not record it: the --data given, like --subset
+            path = saved["data"]
+        if "subset" in saved:
+            subset = saved["subset"]
+    if path is None:
+        return None
+    if args.download:  # --download with --data is a bad command line (_ignored_flag); here a resumed run's data
+        raise InputError(f"--download fetches MNIST, and this run trains on {path}; drop --download")
+    if state is not None and not Path(path).exists():
+        raise InputError(f"this run trained on {path} (its TrainConfig.data), which is not there (seen from "
+                         f"{Path.cwd()}); put the images back, or resume from the folder it was trained in")
+    return load_images(path, subset=subset)  # seed 0 draws the subset, as for MNIST (load_mnist)
+
+
+def _sized_for(config: ModelConfig, found: FoundImages) -> ModelConfig:
+    """A model config fitted to ``found``'s images: their channels and size (square images only); a U-Net
+    keeps its levels and puts its self-attention at the smallest one, as MNIST's at 7x7."""
+    c, h, w = found.shape
+    if h != w:
+        side = min(h, w)
+        raise InputError(f"{found.source} holds {h}x{w} images (height x width), and the models take square ones; "
+                         f"crop them to {side}x{side} (or pad them to a square)")
+    if isinstance(config, MLPConfig):
+        return replace(config, in_channels=c, image_size=h)
+    smallest = h // 2 ** (len(config.channel_mults) - 1)
+    return replace(config, in_channels=c, image_size=h, attn_resolutions=(smallest,))
+
+
+def _new_model(args: argparse.Namespace, own: Optional[OwnImages]) -> torch.nn.Module:
+    """The network a new run trains: --model's, sized for --data's images when given, its weights
+    initialised from --seed. A U-Net whose levels cannot halve the images is refused, with the sizes
+    that work (the U-Net's own words)."""
+    seed_everything(args.seed)
+    config = MODEL_KINDS[args.model](args)
+    if own is None:
+        return build_model(config)
+    config = _sized_for(config, own[1])
+    try:
+        return build_model(config)
+    except InputError as err:
+        size = config.image_size
+        raise InputError(f"--data {own[1].source}: the U-Net cannot take {size}x{size} images: {first_line(err)}; "
+                         f"resize the images to such a size, or train --model mlp, which takes any size") from err
+
+
 def _locked_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     refuse_shipped(out, args.replace_shipped, "--out", folder=True)  # before the folder or its lock is made
@@ -301,37 +372,52 @@ def _locked_train(args: argparse.Namespace) -> int:
         if conflicts:
             raise InputError(f"--resume continues with the checkpoint's settings, but {'; '.join(conflicts)}; "
                              f"drop those flags, or start a new run with another --out")
+    own = _own_images(args, state)  # bad data, or a network that cannot take it: refused before anything is made
+    model = None if resume_from is not None else _new_model(args, own)
     existed = out.exists()
     lock = OutputLock(out).acquire()  # also finds an unwritable --out now, not at the first checkpoint
     try:
-        return _train(args, out, state, resume_from)
+        return _train(args, out, state, resume_from, own, model)
     finally:
         lock.release()
         if not existed and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a refused run leaves nothing behind
 
 
-def _new_trainer(args: argparse.Namespace, out: Path, device: torch.device) -> Trainer:
-    """A new run: the model of --model, its configs from train's flags (FLAG_FIELDS)."""
+def _new_trainer(args: argparse.Namespace, out: Path, model: torch.nn.Module, device: torch.device) -> Trainer:
+    """A new run: ``model`` (:func:`_new_model`), its configs from train's flags (FLAG_FIELDS)."""
     steps = args.steps if args.steps is not None else (None if args.minutes else TrainConfig().steps)
     config = TrainConfig(steps=steps, max_minutes=args.minutes, **_fields_from_flags(args, "train_config"))
     diffusion = DiffusionConfig(**_fields_from_flags(args, "diffusion_config"))
-    return Trainer(build_model(MODEL_KINDS[args.model](args)), diffusion, config, out_dir=out, device=device)
+    return Trainer(model, diffusion, config, out_dir=out, device=device)
 
 
 def _resumed_trainer(args: argparse.Namespace, out: Path, state: dict, resume_from: Path,
                      device: torch.device) -> Trainer:
     """A resumed run: the checkpoint's settings, with only --steps and --minutes changed."""
     overrides = {k: v for k, v in (("steps", args.steps), ("max_minutes", args.minutes)) if v is not None}
-    if "subset" not in state.get("train_config", {}):  # written before runs recorded their data
-        overrides["subset"] = args.subset
+    for field in ("subset", "data"):
+        if field not in state.get("train_config", {}):  # written before runs recorded their data
+            overrides[field] = _flag_value(args, field)
     trainer = Trainer.from_checkpoint(resume_from, out_dir=out, device=device, **overrides)
     _budget_left(trainer, resume_from)
     return trainer
 
 
-def _train(args: argparse.Namespace, out: Path, state: Optional[dict], resume_from: Optional[Path]) -> int:
-    """cmd_train's work, while it holds the lock on ``out``."""
+def _unet_levels(model: torch.nn.Module) -> str:
+    """How a U-Net sized for --data's images is built, for the start line (empty for any other model)."""
+    cfg = model.config
+    if not isinstance(cfg, UNetConfig):
+        return ""
+    levels = [cfg.image_size // 2 ** i for i in range(len(cfg.channel_mults))]
+    attention = ", ".join(f"{a}x{a}" for a in cfg.attn_resolutions) or "none"
+    return f" (levels {', '.join(map(str, levels))} pixels, self-attention at {attention})"
+
+
+def _train(args: argparse.Namespace, out: Path, state: Optional[dict], resume_from: Optional[Path],
+           own: Optional[OwnImages], model: Optional[torch.nn.Module]) -> int:
+    """cmd_train's work, while it holds the lock on ``out``: a resumed run (``state``) or a new one
+    (``model``), on MNIST or on ``own`` images."""
     ckpt = out / CHECKPOINT_NAME
     samples = [out / name for name in SAMPLE_FILES] if args.n_samples > 0 else []
     _report_removed(remove_stale_temporaries([ckpt, *samples]), out)
@@ -347,27 +433,32 @@ def _train(args: argparse.Namespace, out: Path, state: Optional[dict], resume_fr
                               f"--overwrite (replaces it), or choose another --out")
     for path in samples:  # a new run's samples never replace others' unasked; a resumed run renews its own
         _check_output_file(path, "--out", args.overwrite or resume_from is not None)
-    seed_everything(args.seed)
     device = get_device(args.device)
     if resume_from is not None:
+        seed_everything(args.seed)
         trainer = _resumed_trainer(args, out, state, resume_from, device)
-    else:
-        trainer = _new_trainer(args, out, device)
+    else:  # seeded when its model was made (_new_model)
+        trainer = _new_trainer(args, out, model, device)
     trainer.on_interrupt = lambda _: print(f"Continue with: python -m ddpm_lib train --out {out} --resume")
     if args.n_samples > 0:  # a count that cannot fit is refused now, not after the training
         check_sample_count(args.n_samples, image_shape_of(trainer.model), device)
-    data = load_mnist(subset=trainer.config.subset, download=args.download)
+    if own is None:
+        data = load_mnist(subset=trainer.config.subset, download=args.download)
+        what, arch = f"{len(data)} images", ""
+    else:
+        data, found = own
+        what, arch = str(found), _unet_levels(trainer.model)
     if trainer.config.batch_size > len(data):
         raise InputError(f"--batch-size {trainer.config.batch_size} is larger than the {len(data)} training "
-                         f"images; lower it, or raise --subset")
+                         f"images; lower it" + (", or raise --subset" if trainer.config.subset else ""))
     kind = _model_kind(config_to_dict(trainer.model.config))
     if resume_from is not None:
         d = trainer.diffusion
         print(f"resuming {resume_from} at step {trainer.step}: {kind}, T {d.T} ({d.schedule}, predicts "
               f"{d.prediction}), batch {trainer.config.batch_size}, lr {trainer.config.lr:g}, seed "
               f"{trainer.config.seed}")
-    print(f"training a {count_parameters(trainer.model) / 1e6:.2f}M-parameter {kind} on "
-          f"{len(data)} images, device {device}, output {out}")
+    print(f"training a {count_parameters(trainer.model) / 1e6:.2f}M-parameter {kind}{arch} on "
+          f"{what}, device {device}, output {out}")
     trainer.fit(data)
     if trainer.interrupted:
         return 130
@@ -397,15 +488,111 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+# evaluate on a run of your own images (--data): what the MNIST judges would say means nothing there
+NOT_MNIST = "MNIST-FID and the digit judges would score nothing meaningful"
+LOSS_PER_T_STEPS = 10  # t values, spread over [0, T), at which evaluate measures such a run's loss
+LOSS_PER_T_IMAGES = 256  # at most this many images for it (each t passes them through the network at once)
+
+
+def _run_images(data: str, subset: Optional[int],
+                shape: Tuple[int, ...]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The images a run trained on and those its --subset left out (None if none), read again from its
+    ``TrainConfig.data``; refused in one line if they are gone or are no longer the images it trained on."""
+    if not Path(data).exists():
+        raise InputError(f"this run was trained on {data} (its TrainConfig.data), which is not there (seen from "
+                         f"{Path.cwd()}); put the images back, or evaluate from the folder it was trained in")
+    images = load_images(data)[0].tensors[0]
+    if tuple(images.shape[1:]) != tuple(shape):
+        now, then = ("x".join(map(str, s)) for s in (images.shape[1:], shape))
+        raise InputError(f"{data} now holds {now} images, but this run was trained on {then} ones from it; give "
+                         f"back the images it was trained on")
+    return split(images, subset)  # load_images(data, subset=...) drew the first part
+
+
+def _sampling_fields(args: argparse.Namespace, schedule, guidance: float, seconds: float) -> dict:
+    """evaluate's JSON fields that say how the samples were drawn."""
+    return {"checkpoint": str(args.checkpoint), "sampler": args.sampler,
+            "steps": schedule.T if args.sampler == "ddpm" else args.steps,
+            **({} if args.sampler == "ddpm" else {"spacing": args.spacing}),
+            **({"eta": args.eta} if args.sampler == "ddim" else {}),
+            "guidance": guidance, "digit": args.digit, "sampling_s": round(seconds, 2)}
+
+
+def _bits_per_dim_fields(args: argparse.Namespace, model, schedule, images: torch.Tensor) -> dict:
+    """evaluate's JSON fields of the variational bound (bits/dim) on ``images``."""
+    from .metrics import bits_per_dim
+
+    vlb = bits_per_dim(model, schedule, images, t_samples=args.t_samples, seed=args.seed)
+    return dict(bits_per_dim=round(vlb.total, 5), bits_per_dim_stderr=round(vlb.stderr, 5),
+                bits_per_dim_terms={k: round(v, 5) for k, v in vlb.terms.items()},
+                bits_per_dim_images=vlb.n, bits_per_dim_t_samples=vlb.t_samples)
+
+
+def _evaluate_own_images(args: argparse.Namespace, model, schedule, data: Optional[str], subset: Optional[int]) -> int:
+    """evaluate on a run trained on images other than MNIST's (``data``: its TrainConfig.data): the MNIST
+    judges are left out (one ``note:`` line says why; --classifier is refused), and the measures that do not
+    depend on MNIST are printed as one JSON line: bits/dim (--bpd-images) and the loss at LOSS_PER_T_STEPS
+    values of t on the images its --subset left out (else on its training images, said so), and the
+    memorisation check of the samples against the training images (only with held-out images to compare)."""
+    from .metrics import loss_per_t, memorisation_check
+
+    shape = image_shape_of(model)
+    why = f"this run was trained on {data or 'x'.join(map(str, shape)) + ' images'}, not MNIST: {NOT_MNIST}"
+    for flag in ("--classifier", "--second-classifier"):
+        if getattr(args, flag[2:].replace("-", "_")) is not None:
+            raise InputError(f"{flag}: {why}; drop {flag}")
+    if data is None:
+        if args.bpd_images:
+            raise InputError(f"--bpd-images: {why}, and it records no path to its images (TrainConfig.data) to "
+                             f"measure bits/dim on; drop --bpd-images")
+        print(f"note: {why}, so they are left out; the run records no path to its images (TrainConfig.data), so "
+              f"only the sampling is reported", file=sys.stderr)
+        _, _, w, seconds = _sample(model, schedule, args.n, _sampler_config(args), args.digit, args.guidance)
+        print(json.dumps({**_sampling_fields(args, schedule, w, seconds), "n": args.n, "image_shape": list(shape)}))
+        return 0
+    train, held = _run_images(data, subset, shape)
+    unseen = train if held is None else held
+    result = {"data": data, "image_shape": list(shape), "n": args.n,
+              "eval_images": "training" if held is None else "held_out", "eval_images_available": len(unseen)}
+    if args.bpd_images > 0:  # first: images that are not 8-bit pixels are refused before minutes of sampling
+        try:
+            result.update(_bits_per_dim_fields(args, model, schedule, unseen[:args.bpd_images]))
+        except InputError as err:  # the library's words, and what to do here
+            raise InputError(f"--bpd-images: the images of {data} cannot be measured in bits/dim "
+                             f"({first_line(err)}); drop --bpd-images") from err
+    if held is not None:
+        print(f"note: {why}, so they are left out; bits/dim, loss per t and memorisation are measured against the "
+              f"{len(held)} images of {data} that --subset {subset} left out", file=sys.stderr)
+    else:
+        print(f"note: {why}, so they are left out; the run trained on all {len(train)} images of {data}, so none "
+              f"is held out: bits/dim and loss per t are measured on training images, and memorisation is not "
+              f"checked (train with --subset to hold some out)", file=sys.stderr)
+    x, _, w, seconds = _sample(model, schedule, args.n, _sampler_config(args), args.digit, args.guidance)
+    if held is not None:
+        memo = memorisation_check(x, train, held[:args.n])
+        result.update(memorisation_ratio=round(memo.ratio, 4), copy_share=round(memo.copy_share, 4),
+                      memorisation_reference_images=min(len(held), args.n))
+    timesteps = torch.linspace(0, schedule.T - 1, LOSS_PER_T_STEPS).round().long().unique().tolist()
+    ts, losses = loss_per_t(model, schedule, unseen[:LOSS_PER_T_IMAGES], timesteps=timesteps, seed=args.seed)
+    result.update(loss_per_t={str(t): round(v, 5) for t, v in zip(ts.tolist(), losses.tolist())},
+                  loss_per_t_images=min(len(unseen), LOSS_PER_T_IMAGES))
+    print(json.dumps({**_sampling_fields(args, schedule, w, seconds), **result}))
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .metrics import SampleEvaluator, bits_per_dim, default_classifier_path, load_classifier, memorisation_check
+    from .metrics import SampleEvaluator, default_classifier_path, load_classifier, memorisation_check
 
     device = get_device(args.device)
+    model, schedule = _load_for_sampling(args, device)
+    _check_labels_wanted(model, args.digit, args.guidance)
+    run = migrated(load_checkpoint(args.checkpoint), "train_config")
+    run = run if isinstance(run, dict) else {}  # (a damaged one: its model, read above, says it trained on MNIST)
+    if run.get("data") is not None or image_shape_of(model) != MNIST_SHAPE:
+        return _evaluate_own_images(args, model, schedule, run.get("data"), run.get("subset"))
     if args.n < MIN_FID_SAMPLES:
         print(f"warning: MNIST-FID from --n {args.n} samples is unreliable (biased upwards and noisy below "
               f"{MIN_FID_SAMPLES}); compare FIDs only at equal n (default --n {EvalConfig().n})", file=sys.stderr)
-    model, schedule = _load_for_sampling(args, device)
-    _check_labels_wanted(model, args.digit, args.guidance)
     for path in (args.classifier or default_classifier_path("cnn"), args.second_classifier or default_classifier_path("mlp")):
         read_weights_file(path, "classifier file")  # one clear line for an empty, refused or foreign file
     judges = {"classifier": load_classifier(args.classifier, device=device, check_accuracy=True),
@@ -416,21 +603,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluator.evaluate(x, digits=y)
     test = load_mnist(train=False).tensors[0]
     memo = memorisation_check(x, evaluator.train_images, test[:args.n])
-    result = {"checkpoint": str(args.checkpoint), "sampler": args.sampler,
-              "steps": schedule.T if args.sampler == "ddpm" else args.steps,
-              **({} if args.sampler == "ddpm" else {"spacing": args.spacing}),
-              **({"eta": args.eta} if args.sampler == "ddim" else {}),
-              "guidance": w, "digit": args.digit, "sampling_s": round(seconds, 2),
+    result = {**_sampling_fields(args, schedule, w, seconds),
               **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in report.as_dict().items()},
               "memorisation_ratio": round(memo.ratio, 4), "copy_share": round(memo.copy_share, 4),
               **{f"{name}_used": {"path": j.path, "kind": j.arch, "test_accuracy": round(j.test_accuracy, 4),
                                    "measured_accuracy": round(j.measured_accuracy, 4)}
                  for name, j in judges.items()}}
     if args.bpd_images > 0:
-        vlb = bits_per_dim(model, schedule, test[:args.bpd_images], t_samples=args.t_samples, seed=args.seed)
-        result.update(bits_per_dim=round(vlb.total, 5), bits_per_dim_stderr=round(vlb.stderr, 5),
-                      bits_per_dim_terms={k: round(v, 5) for k, v in vlb.terms.items()},
-                      bits_per_dim_images=vlb.n, bits_per_dim_t_samples=vlb.t_samples)
+        result.update(_bits_per_dim_fields(args, model, schedule, test[:args.bpd_images]))
     print(json.dumps(result))
     return 0
 
@@ -514,10 +694,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
     train, diffusion = TrainConfig(), DiffusionConfig()
 
-    t = sub.add_parser("train", help="train a noise predictor on MNIST, write checkpoints and samples",
-                       allow_abbrev=False)
+    t = sub.add_parser("train", help="train a noise predictor on MNIST or your own images (--data), write "
+                                     "checkpoints and samples", allow_abbrev=False)
     t.add_argument("--model", choices=list(MODEL_KINDS), default="unet",
-                   help="cond-unet: class-conditional U-Net trained with label dropout (for guidance)")
+                   help="cond-unet: class-conditional U-Net trained with label dropout (for guidance; MNIST only)")
+    t.add_argument("--data", default=train.data, metavar="PATH",
+                   help="train on your own images instead of MNIST: a folder of PNG/JPEG files (grey or RGB, one "
+                        "square size) or a .npy / .pt array [N, H, W] or [N, C, H, W] of uint8 pixels or floats in "
+                        "[0, 1] or [-1, 1]; the model is sized for them (a U-Net needs sides divisible by 4, an "
+                        "MLP takes any). Saved with the run: --resume reads it again")
     t.add_argument("--out", default="runs/unet", help=f"output folder ({CHECKPOINT_NAME}, samples.png)")
     t.add_argument("--schedule", choices=["linear", "cosine"], default=diffusion.schedule)
     t.add_argument("--T", type=positive_int, default=diffusion.T, help="diffusion steps (default: %(default)s)")
@@ -536,10 +721,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="forward pass in fp32, bf16 (autocast; weights stay float32) or auto: bf16 for a --minutes "
                         "budget without --steps on a CPU with native bfloat16 instructions, else fp32 (default: %(default)s)")
     t.add_argument("--base-channels", type=channels, default=UNetConfig().base_channels,
-                   help=f"U-Net width at 28x28 ({UNetConfig.small().base_channels}: UNetConfig.small(), the better "
-                        "choice for CPU budgets of tens of minutes; default: %(default)s)")
+                   help=f"U-Net width at full size, 28x28 for MNIST ({UNetConfig.small().base_channels}: "
+                        "UNetConfig.small(), the better choice for CPU budgets of tens of minutes; default: %(default)s)")
     t.add_argument("--subset", type=positive_int, default=train.subset,
-                   help="train on n random images (a resumed run keeps its own)")
+                   help="train on n random images (a resumed run keeps its own; with --data, evaluate measures "
+                        "the model on the images left out)")
     t.add_argument("--seed", type=seed, default=train.seed, help=f"0..{MAX_SEED} (default: %(default)s)")
     t.add_argument("--checkpoint-every", type=non_negative_int, default=train.checkpoint_every,
                    help="steps between checkpoints, 0: only at the end (default: %(default)s)")
@@ -551,7 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replace_shipped(t, "--out", replaces=False)
     t.add_argument("--n-samples", type=non_negative_int, default=64, help="images to sample at the end (0: none)")
     t.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
-    t.add_argument("--download", action="store_true", help="fetch MNIST from the network if missing")
+    t.add_argument("--download", action="store_true", help="fetch MNIST from the network if missing (not with --data)")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="sample images from a checkpoint", allow_abbrev=False)
@@ -570,7 +756,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation = EvalConfig()
     v = sub.add_parser("evaluate", help="sample, then print MNIST-FID (two judges), precision, recall, "
                                         "confident share, class entropy, memorisation (and bits/dim) "
-                                        "as one JSON line", allow_abbrev=False)
+                                        "as one JSON line; for a run on your own images (train --data) "
+                                        "no MNIST judge, but memorisation, loss per t (and bits/dim) "
+                                        "measured against the images its --subset left out",
+                       allow_abbrev=False)
     v.add_argument("--checkpoint", required=True)
     v.add_argument("--n", type=positive_int, default=evaluation.n,
                    help=f"samples (MNIST-FID is comparable only at equal n and unreliable below {MIN_FID_SAMPLES}; "
@@ -578,7 +767,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampler_args(v)
     v.add_argument("--digit", type=digit, default=None, help="class-conditional models: only this digit")
     v.add_argument("--bpd-images", type=non_negative_int, default=evaluation.bpd_images,
-                   help="also estimate the variational bound (bits/dim) on this many test images")
+                   help="also estimate the variational bound (bits/dim) on this many test images (a run on "
+                        "your own images: on those its --subset left out, else on its training images, said so)")
     v.add_argument("--t-samples", type=t_samples, default=evaluation.t_samples,
                    help=f"stratified t draws per image for bits/dim, at least {MIN_T_SAMPLES} (default: %(default)s)")
     v.add_argument("--classifier", default=None, help="main judge's weights (default: the shipped CNN)")
@@ -625,11 +815,17 @@ def _given(parser: argparse.ArgumentParser, command: Optional[str], argv: List[s
 
 
 def _ignored_flag(args: argparse.Namespace) -> Optional[str]:
-    """Why a flag typed on the command line would change nothing (None if every one counts): such a
-    command is refused rather than run without it."""
+    """Why a flag typed on the command line would change nothing, or cannot work with another (None if
+    every one counts): such a command is refused rather than run without it."""
     given, command = args.given, args.command
     if command == "train" and args.model == "mlp" and "base_channels" in given:
         return "--base-channels sets a U-Net's width, and --model mlp trains an MLP; drop it, or train a U-Net"
+    if command == "train" and args.data is not None:
+        if args.download:
+            return "--download fetches MNIST, and --data trains on your own images instead; drop --download"
+        if args.model == "cond-unet":
+            return ("--model cond-unet learns from digit labels, and --data images have no labels; train --model "
+                    "unet or mlp on them, or the cond-unet on MNIST (without --data)")
     if command in ("sample", "evaluate"):
         if "eta" in given and args.sampler != "ddim":
             return (f"--eta sets DDIM's noise, and --sampler {args.sampler} has none to set; drop --eta, or sample "

@@ -163,12 +163,18 @@ class TrainConfig:
     label_dropout: float = 0.1  # class-conditional models only: p(label -> null label)
     checkpoint_every: int = 500  # steps; 0 = only at the end
     seed: int = 0
-    # images trained on: a seeded draw of this many MNIST training images (load_mnist(subset=...),
-    # the CLI's --subset), None = all; saved with the run so that a resume gets the same data
+    # images trained on: a seeded draw of this many training images (load_mnist(subset=...) or
+    # load_images(data, subset=...), the CLI's --subset), None = all; saved with the run so that a
+    # resume gets the same data
     subset: Optional[int] = None
+    # the training images: None = MNIST; a path = the CLI's --data (a folder of PNG/JPEG images or a
+    # .npy / .pt array, ddpm_lib.image_files.load_images), saved with the run so that a resume reads it again
+    data: Optional[str] = None
 
     def __post_init__(self) -> None:
         check_integers(self, "steps", "batch_size", "warmup_steps", "checkpoint_every", "seed", "subset")
+        if isinstance(self.data, os.PathLike):  # stored as text: a checkpoint holds no Path objects
+            self.data = os.fspath(self.data)
 
         def finite(x) -> bool:
             return isinstance(x, numbers.Real) and math.isfinite(x)
@@ -192,6 +198,8 @@ class TrainConfig:
              "an integer >= 0 (0: only at the end)"),
             ("subset", self.subset is None or (finite(self.subset) and self.subset >= 1), "an integer >= 1 or None"),
             ("seed", 0 <= self.seed <= MAX_SEED, f"an integer 0..{MAX_SEED}"),
+            ("data", self.data is None or (isinstance(self.data, str) and self.data != ""),
+             "a path to the training images or None (MNIST)"),
         ]
         bad = [f"{name} must be {want}, got {getattr(self, name)!r}" for name, ok, want in checks if not ok]
         if bad:

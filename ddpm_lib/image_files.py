@@ -139,6 +139,15 @@ def to_data_range(x: torch.Tensor, source: PathLike = "the images") -> Tuple[tor
                      f"cannot be told; {fix}")
 
 
+def split(images: torch.Tensor, subset: Optional[int], seed: int = 0) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``images`` split as ``load_images(..., subset=subset, seed=seed)`` draws them: (the ``subset``
+    kept, the rest, held out); (all of them, None) when ``subset`` is None or takes them all."""
+    if subset is None or subset >= len(images):
+        return images, None
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    return images[order[:subset]], images[order[subset:]]
+
+
 def load_images(path: PathLike, *, subset: Optional[int] = None, seed: int = 0) -> Tuple[TensorDataset, FoundImages]:
     """Your images as ``TensorDataset(images)`` (float32 [N, C, H, W] in [-1, 1], no labels) and a
     :class:`FoundImages` saying what was read. ``path``: a folder of PNG/JPEG images (grey or RGB,
@@ -158,7 +167,6 @@ def load_images(path: PathLike, *, subset: Optional[int] = None, seed: int = 0) 
     if subset is not None:
         if isinstance(subset, bool) or not isinstance(subset, int) or not 0 < subset <= len(images):
             raise InputError(f"subset must be a whole number in [1, {len(images)}] (the images in {source}), got {subset!r}")
-        keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:subset]
-        images = images[keep]
+        images = split(images, subset, seed)[0]
     found = FoundImages(source, len(images), tuple(images.shape[1:]), scale)
     return TensorDataset(images.contiguous()), found
