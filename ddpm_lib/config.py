@@ -85,21 +85,38 @@ class DiffusionConfig:
 @dataclass
 class UNetConfig:
     """A U-Net for ``in_channels`` x ``image_size`` x ``image_size`` images; the defaults are MNIST's
-    1x28x28: 28x28 -> 14x14 -> 7x7 and back, no padding to 32. Each entry of ``channel_mults`` is one
-    level (the first at full size, each next one at half the size before it), so ``image_size`` must
-    halve evenly ``len(channel_mults) - 1`` times; ``attn_resolutions`` lists the sizes (in pixels)
-    whose level gets self-attention."""
+    1x28x28: 28x28 -> 14x14 -> 7x7 and back, no padding to 32.
+
+    For images of another size, change ``in_channels``, ``image_size`` and, where needed,
+    ``channel_mults`` and ``attn_resolutions``: e.g. 3x32x32 keeps three levels (32, 16, 8) with
+    ``attn_resolutions=(8,)``; 1x8x8 works with ``channel_mults=(1, 2)`` and ``attn_resolutions=(4,)``.
+
+    Fields:
+        in_channels: image channels (1 grey, 3 RGB).
+        base_channels: the width of the first level; each level's width is base_channels * its mult.
+        channel_mults: one entry per level (the first at full size, each next at half the size before
+            it), so ``image_size`` must halve evenly ``len(channel_mults) - 1`` times (refused otherwise,
+            naming the sizes that work).
+        num_res_blocks: ResBlocks per level on the way down (one more on the way up).
+        attn_resolutions: the sizes in pixels whose level gets self-attention (one matching no level warns).
+        num_heads: attention heads.
+        groups: GroupNorm groups (widths must be multiples of it).
+        dropout: dropout in the ResBlocks.
+        time_emb_mult: the time embedding's width is base_channels * time_emb_mult.
+        num_classes: None = unconditional; 10 = class-conditional on MNIST's digits.
+        image_size: the images' height and width in pixels.
+    """
 
     in_channels: int = 1
     base_channels: int = 32
-    channel_mults: Tuple[int, ...] = (1, 2, 4)  # widths 32, 64, 128 at 28, 14, 7 pixels
-    num_res_blocks: int = 1  # ResBlocks per level on the way down (one more on the way up)
-    attn_resolutions: Tuple[int, ...] = (7,)  # self-attention only at 7x7
+    channel_mults: Tuple[int, ...] = (1, 2, 4)
+    num_res_blocks: int = 1
+    attn_resolutions: Tuple[int, ...] = (7,)
     num_heads: int = 4
-    groups: int = 8  # GroupNorm groups
+    groups: int = 8
     dropout: float = 0.0
-    time_emb_mult: int = 4  # time embedding width = base_channels * time_emb_mult
-    num_classes: Optional[int] = None  # set to 10 for a class-conditional model
+    time_emb_mult: int = 4
+    num_classes: Optional[int] = None
     image_size: int = 28
 
     def __post_init__(self) -> None:
@@ -138,37 +155,59 @@ class MLPConfig:
 class TrainConfig:
     """The training loop (Algorithm 1) and its bookkeeping. Values are checked when the config
     is made: a bad one raises ValueError naming it (TypeError for a bool or a non-number where an
-    integer belongs, :func:`check_integers`)."""
+    integer belongs, :func:`check_integers`).
 
-    steps: Optional[int] = 10_000  # optimizer steps in all; None = until max_minutes
-    max_minutes: Optional[float] = None  # wall-clock budget, None = no limit
+    Budget: ``steps`` optimizer steps, or ``max_minutes`` of wall-clock time, or both (whichever
+    ends first); a budget in minutes alone needs ``steps=None``, since ``steps`` has a default.
+
+    Fields:
+        steps: optimizer steps in all; None = until ``max_minutes``.
+        max_minutes: wall-clock budget in minutes; None = no limit.
+        batch_size: images per step.
+        lr: the learning rate after warm-up (AdamW).
+        lr_schedule: after warm-up, "constant", or "cosine" decay to 0 at the end of the budget (steps,
+            else max_minutes); it helps the MLP, not the U-Net (benchmarks/RESULTS.md, "Studies that set
+            the defaults").
+        min_snr_gamma: min-SNR-gamma loss weighting (Hang et al. 2023): each t's loss weighted as if the
+            x0 error counted min(SNR(t), gamma); None = unweighted L_simple. 5 is the measured best change
+            to the recipe (benchmarks/RESULTS.md, "The training recipe at the 20-minute budget").
+        precision: the forward pass and loss in "fp32", or in bfloat16 autocast ("bf16"; weights,
+            optimizer and EMA stay float32), or "auto": bf16 for a budget in minutes alone on a CPU with
+            native bfloat16 instructions (benchmarks/RESULTS.md, "Training in bfloat16 on the CPU"), fp32
+            otherwise, so a step budget gives the same model anywhere. Decided at a run's first step and
+            kept by a resume.
+        weight_decay: AdamW's weight decay.
+        warmup_steps: steps of linear learning-rate warm-up.
+        grad_clip: the largest global gradient norm; 0 = no clipping.
+        ema_decay: the decay of the weights' moving average (the EMA weights are the ones sampled).
+        label_dropout: class-conditional models only: the probability that a label becomes the null
+            label (classifier-free guidance needs it).
+        checkpoint_every: steps between checkpoints; 0 = only at the end.
+        seed: seeds t, the noise, label dropout and the batch order (0..MAX_SEED).
+        subset: train on a seeded draw of this many images (``load_mnist(subset=...)`` or
+            ``load_images(data, subset=...)``, the CLI's --subset); None = all. Saved with the run, so a
+            resume gets the same images.
+        data: where the images come from: None = MNIST; a path = the CLI's --data (a folder of PNG/JPEG
+            images or a .npy / .pt array, :func:`ddpm_lib.image_files.load_images`), saved with the run so
+            that a resume reads it again. Set it when you train on images of your own, so that evaluation
+            does not score them with MNIST's judges.
+    """
+
+    steps: Optional[int] = 10_000
+    max_minutes: Optional[float] = None
     batch_size: int = 128
     lr: float = 1e-3
-    # after warm-up: "constant", or "cosine" decay to 0 at the end of the budget (steps, else
-    # max_minutes); it helps the MLP, not the U-Net (benchmarks/RESULTS.md, "Studies that set the defaults")
     lr_schedule: str = "constant"
-    # min-SNR-gamma loss weighting (Hang et al. 2023): each t's loss weighted as if the x0 error
-    # counted min(SNR(t), gamma); None = unweighted L_simple. gamma = 5 is the measured best
-    # change to the recipe (benchmarks/RESULTS.md, "The training recipe at the 20-minute budget")
     min_snr_gamma: Optional[float] = 5.0
-    # the forward pass and loss in "fp32", or in bfloat16 autocast ("bf16"; weights, optimizer and EMA stay
-    # float32), or "auto": bf16 for a wall-clock budget (max_minutes, no steps) on a CPU with native
-    # bfloat16 instructions (more steps in the same minutes, measured better: benchmarks/RESULTS.md,
-    # "Training in bfloat16 on the CPU"), fp32 otherwise, so a step budget gives the same model anywhere
     precision: str = "auto"
     weight_decay: float = 0.0
-    warmup_steps: int = 200  # linear learning-rate warm-up
-    grad_clip: float = 1.0  # max global grad norm, 0 disables
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
     ema_decay: float = 0.999
-    label_dropout: float = 0.1  # class-conditional models only: p(label -> null label)
-    checkpoint_every: int = 500  # steps; 0 = only at the end
+    label_dropout: float = 0.1
+    checkpoint_every: int = 500
     seed: int = 0
-    # images trained on: a seeded draw of this many training images (load_mnist(subset=...) or
-    # load_images(data, subset=...), the CLI's --subset), None = all; saved with the run so that a
-    # resume gets the same data
     subset: Optional[int] = None
-    # the training images: None = MNIST; a path = the CLI's --data (a folder of PNG/JPEG images or a
-    # .npy / .pt array, ddpm_lib.image_files.load_images), saved with the run so that a resume reads it again
     data: Optional[str] = None
 
     def __post_init__(self) -> None:

@@ -218,3 +218,14 @@ def test_a_unet_of_another_size_says_which_sizes_work_and_where_attention_goes()
     model = UNet(UNetConfig(in_channels=3, base_channels=8, image_size=32, attn_resolutions=(8,)))
     x = torch.randn(2, 3, 32, 32)
     assert model(x, torch.tensor([0, 999])).shape == x.shape
+
+
+def test_help_of_the_configs_says_what_every_field_means():
+    """help(TrainConfig) / help(UNetConfig) name each field with its meaning (comments beside a field
+    do not show in help())."""
+    import dataclasses
+    from ddpm_lib import TrainConfig, UNetConfig
+    for cls in (TrainConfig, UNetConfig):
+        for field in dataclasses.fields(cls):
+            assert f"\n        {field.name}: " in cls.__doc__, f"{cls.__name__}.{field.name} is not described"
+    assert "steps=None" in TrainConfig.__doc__  # what a budget in minutes alone needs
