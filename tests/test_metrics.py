@@ -83,7 +83,7 @@ def test_a_ten_class_judge_of_the_first_format_still_loads(tmp_path):
 
 
 def test_missing_or_foreign_classifier_file_is_explained(tmp_path):
-    with pytest.raises(CheckpointError, match="python -m ddpm_lib classifier"):
+    with pytest.raises(CheckpointError, match="not found.*train_classifier and save_classifier"):
         load_classifier(tmp_path / "none.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable classifier"):
