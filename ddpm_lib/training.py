@@ -385,7 +385,7 @@ class Trainer:
         cfg = self.config
         images, labels = data.tensors[0], data.tensors[1] if len(data.tensors) > 1 else None
         if cfg.subset is not None and len(images) != cfg.subset:
-            raise InputError(f"this run trains on {cfg.subset} images (TrainConfig.subset, --subset) but was given "
+            raise InputError(f"this run trains on {cfg.subset} images (its TrainConfig.subset) but was given "
                              f"{len(images)}; resume it with the same data, load_mnist(subset={cfg.subset})")
         check_model_range(images, "the training images")  # once here: uint8, NaN, [0, 255], [0, 1] refused
         self._check_labels(labels)

@@ -7,8 +7,7 @@ import math
 
 import pytest
 import torch
-from test_prediction import Oracle
-from test_samplers import DummyEps, assert_close, float64
+from helpers import DummyEps, Oracle, assert_close, float64
 
 from ddpm_lib import (PREDICTIONS, ddim_sample, ddim_step, ddim_timesteps, dpm_solver_sample, dpm_solver_step,
                       linear_betas, make_schedule, predict_x0_from_eps, prediction_target, trailing_timesteps)

@@ -5,6 +5,8 @@ diffusers' schedulers agree for "sample" and "v_prediction"."""
 import pytest
 import torch
 
+from helpers import Oracle
+
 from ddpm_lib import (PREDICTIONS, DiffusionConfig, TrainConfig, Trainer, UNet, ddim_sample, ddpm_sample,
                       eps_and_x0, load_mnist, load_model, make_schedule, predict_v, prediction_target, q_sample,
                       simple_loss)
@@ -37,23 +39,6 @@ def test_v_is_the_rotation_of_eps_and_x0():
     x0, eps, t = _truth()
     xt, v = q_sample(s, x0, t, eps), predict_v(s, x0, t, eps)
     assert torch.allclose(xt.pow(2) + v.pow(2), x0.pow(2) + eps.pow(2), atol=1e-4)
-
-
-class Oracle(torch.nn.Module):
-    """A perfect predictor for a data set of one image x0: the true eps / x0 / v for any x_t."""
-
-    def __init__(self, x0, schedule):
-        super().__init__()
-        self.register_buffer("x0", x0)
-        self.schedule = schedule
-
-    def forward(self, xt, t, y=None):
-        s = self.schedule
-        a = s.sqrt_alpha_bars[t].view(-1, 1, 1, 1)
-        m = s.sqrt_one_minus_alpha_bars[t].view(-1, 1, 1, 1)
-        x0 = self.x0.expand_as(xt)
-        eps = (xt - a * x0) / m
-        return prediction_target(s, x0, t, eps)
 
 
 def test_a_perfect_predictor_of_each_type_takes_the_same_reverse_steps():

@@ -5,6 +5,8 @@ reproduce, and bad requests fail clearly. Only the parity tests need diffusers."
 import pytest
 import torch
 
+from helpers import DummyEps, assert_close, float64
+
 from ddpm_lib import (ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step, make_schedule,
                       predict_x0_from_eps)
 
@@ -14,40 +16,6 @@ from ddpm_lib import (ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_
 def diffusers():
     """The reference implementation; without it only the parity tests are skipped."""
     return pytest.importorskip("diffusers")
-
-
-class DummyEps(torch.nn.Module):
-    """A deterministic stand-in for a trained eps-model (depends on x and t)."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.tensor(0.3))
-
-    def forward(self, x, t, y=None):
-        return self.w * x + 0.05 * torch.sin(t.float() / 100).view(-1, 1, 1, 1)
-
-
-def assert_close(ours, theirs, tol=1e-5):
-    """Within tol, relative to the output's scale: without clipping, x0 = x_t / sqrt(alpha_bar)
-    reaches ~100 near t = T, where diffusers' float32 cumprod and our float64-derived
-    coefficients differ in the 6th digit."""
-    scale = max(1.0, theirs.abs().max().item())
-    err = (ours - theirs).abs().max().item()
-    assert err <= tol * scale, f"max abs difference {err:.3g} at scale {scale:.3g}"
-
-
-def float64(ref):
-    """Run diffusers' own step code in float64: its float32 cumprod loses ~4 digits in
-    1 - alpha_bar at small t, which would otherwise dominate the comparison. diffusers has no
-    public switch for this, so the scheduler's tensors are replaced; requirements.txt pins the
-    diffusers range this was tested with."""
-    ref.betas = ref.betas.double()
-    ref.alphas = 1.0 - ref.betas
-    ref.alphas_cumprod = torch.cumprod(ref.alphas, dim=0)
-    if hasattr(ref, "final_alpha_cumprod"):
-        ref.final_alpha_cumprod = ref.final_alpha_cumprod.double()
-    ref.one = torch.tensor(1.0, dtype=torch.float64)
-    return ref
 
 
 def _inputs(seed, shape=(4, 1, 28, 28)):
