@@ -1,4 +1,4 @@
-"""Command line: ``python -m ddpm_lib [train|sample|evaluate|export|classifier] ...``; with no command, a short demo:
+"""Command line: ``python -m ddpm_lib [train|sample|evaluate|fit-variance|export|classifier] ...``; with no command, a short demo:
 samples of the shipped U-Net, a 3-minute training run of the x0-predicting MLP, and the
 evaluator's numbers for both (``runs/demo/``, replacing only an earlier demo there, never a run of yours).
 No command replaces an earlier output without ``--overwrite`` (or ``train --resume``), or writes into
@@ -22,10 +22,11 @@ import torch
 from torch.utils.data import TensorDataset
 
 from .checkpoints import (CHECKPOINT_NAME, CheckpointError, check_resumable, export_pretrained, is_export,
-                          load_checkpoint, load_model, migrated)
+                          load_checkpoint, load_model, migrated, store_variance_fit)
 from .config import (LR_SCHEDULES, MAX_SEED, PRECISIONS, SAMPLERS, SPACINGS, DiffusionConfig, EvalConfig, MLPConfig,
                      SamplerConfig, TrainConfig, UNetConfig, get_device, seed_everything)
 from .data import MNIST_SHAPE, load_mnist, pretrained_dir, pretrained_path
+from .fitted_variance import IMAGES_PER_T
 from .errors import DDPMError, InputError
 from .files import (OutputLock, check_writable, file_digest, first_line, read_weights_file, remove_partial_saves,
                     replace_atomically)
@@ -522,8 +523,14 @@ def _bits_per_dim_fields(args: argparse.Namespace, model, schedule, images: torc
     """evaluate's JSON fields of the variational bound (bits/dim) on ``images``."""
     from .metrics import bits_per_dim
 
-    vlb = bits_per_dim(model, schedule, images, t_samples=args.t_samples, seed=args.seed)
+    fit = getattr(model, "variance_fit", None)
+    if fit is None:
+        print(f"note: bits/dim with the fixed variance beta_tilde; `python -m ddpm_lib fit-variance "
+              f"{args.checkpoint}` fits one to the model, which lowers the bound", file=sys.stderr)
+    vlb = bits_per_dim(model, schedule, images, t_samples=args.t_samples, seed=args.seed,
+                       variance="beta_tilde" if fit is None else fit)
     return dict(bits_per_dim=round(vlb.total, 5), bits_per_dim_stderr=round(vlb.stderr, 5),
+                bits_per_dim_variance="beta_tilde" if fit is None else "fitted",
                 bits_per_dim_terms={k: round(v, 5) for k, v in vlb.terms.items()},
                 bits_per_dim_images=vlb.n, bits_per_dim_t_samples=vlb.t_samples)
 
@@ -612,6 +619,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.bpd_images > 0:
         result.update(_bits_per_dim_fields(args, model, schedule, test[:args.bpd_images]))
     print(json.dumps(result))
+    return 0
+
+
+def cmd_fit_variance(args: argparse.Namespace) -> int:
+    from .fitted_variance import fit_variance
+
+    checkpoint = Path(args.checkpoint)
+    refuse_shipped(checkpoint, args.replace_shipped, "CHECKPOINT")
+    model, schedule = load_model(checkpoint, device=get_device(args.device))
+    run = migrated(load_checkpoint(checkpoint), "train_config")
+    data = run.get("data") if isinstance(run, dict) else None
+    if data is not None:
+        images, labels = _run_images(data, run.get("subset"), image_shape_of(model))[0], None
+    elif image_shape_of(model) != MNIST_SHAPE:
+        raise InputError(f"{checkpoint} records no path to the images it was trained on (TrainConfig.data), and "
+                         f"they are not MNIST's; train with --data to fit its variance here")
+    else:
+        images, labels = load_mnist().tensors
+    labels = labels if getattr(model, "null_label", None) is not None else None
+    t0 = time.perf_counter()
+    fit = fit_variance(model, schedule, images, labels=labels, images_per_t=args.images_per_t, seed=args.seed)
+    sigma2 = fit.ddpm_variances(schedule)
+    path = store_variance_fit(checkpoint, fit)
+    ratio = ", ".join(f"t={t}: {(sigma2[t] / schedule.beta_tilde[t].double()).item():.3g}"
+                      for t in (1, 10, 100) if t < schedule.T)
+    decoder = "none (not 8-bit images)" if fit.decoder_variance is None else f"{fit.decoder_variance:.3g}"
+    print(f"fitted in {time.perf_counter() - t0:.0f}s on {args.images_per_t} images per t: sigma*^2 / beta_tilde "
+          f"{ratio}; decoder variance {decoder}; stored in {path} (evaluate --bpd-images uses it)")
     return 0
 
 
@@ -777,6 +812,16 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--raw", action="store_true", help=RAW_HELP)
     v.add_argument("--device", default=None)
     v.set_defaults(func=cmd_evaluate)
+
+    f = sub.add_parser("fit-variance", help="fit the reverse variance to a trained model (Bao et al. 2022) and "
+                                             "store it in its checkpoint, for bits/dim", allow_abbrev=False)
+    f.add_argument("checkpoint", help=f"a run's {CHECKPOINT_NAME} or an export; rewritten in place, weights unchanged")
+    f.add_argument("--images-per-t", type=positive_int, default=IMAGES_PER_T,
+                   help="training images drawn at each t (default: %(default)s)")
+    f.add_argument("--seed", type=seed, default=0, help=f"0..{MAX_SEED} (default: %(default)s)")
+    f.add_argument("--device", default=None)
+    _add_replace_shipped(f, "CHECKPOINT")
+    f.set_defaults(func=cmd_fit_variance)
 
     e = sub.add_parser("export", help="write a small sampling-only copy of a checkpoint (EMA, float16)",
                        allow_abbrev=False)

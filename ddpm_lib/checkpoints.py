@@ -5,7 +5,8 @@ from it and exporting a sampling-only copy.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts:
 ``format, model_config, diffusion_config, train_config, model, ema, optimizer, step, history,
-rng, elapsed_s, note``, and ``weights_sha256``: the sha256 of the ``model`` and ``ema`` weights
+rng, elapsed_s, note``, optionally ``variance_fit`` (:data:`VARIANCE_KEY`: the reverse variance fitted to
+its EMA weights, :func:`store_variance_fit`), and ``weights_sha256``: the sha256 of the ``model`` and ``ema`` weights
 (:data:`WEIGHT_KEYS`), added by :func:`save_checkpoint` to every checkpoint and export it writes
 and checked whenever one is read, so that a changed bit is refused as damage instead of sampled
 from. Checkpoints written before checksums existed carry none and still load, unchecked (re-save
@@ -23,6 +24,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import torch
 
 from .config import DiffusionConfig, MLPConfig, TrainConfig, UNetConfig, get_device
+from .fitted_variance import VarianceFit
 from .files import (LOCK_NAME, CheckpointError, OutputLock, check_writable, first_line, read_weights_file,
                     remove_partial_saves, replace_atomically, signals_deferred, with_checksums, write_weights_file)
 from .models import (CUSTOM_KIND, ModelConfig, build_model, config_from_dict, config_to_dict, describe_model,
@@ -31,7 +33,7 @@ from .schedules import Schedule, make_schedule, remember_diffusion
 
 __all__ = ["FORMAT", "CHECKPOINT_NAME", "REQUIRED_KEYS", "WEIGHT_KEYS", "MIGRATIONS", "CheckpointError",
            "save_checkpoint", "load_checkpoint", "to_state", "from_state", "migrated", "check_compatible", "is_export",
-           "check_resumable", "export_pretrained", "load_model",
+           "check_resumable", "export_pretrained", "load_model", "VARIANCE_KEY", "store_variance_fit",
            # from ddpm_lib.files, where they live now
            "LOCK_NAME", "OutputLock", "check_writable", "read_weights_file", "remove_partial_saves",
            "replace_atomically", "signals_deferred"]
@@ -40,6 +42,7 @@ FORMAT = "ddpm_lib.checkpoint/1"
 CHECKPOINT_NAME = "checkpoint.pt"  # a training run's checkpoint in its output folder
 REQUIRED_KEYS = ("format", "model_config", "diffusion_config", "model", "step")
 WEIGHT_KEYS = ("model", "ema")  # the weights whose sha256 every checkpoint written carries
+VARIANCE_KEY = "variance_fit"  # the reverse variance fitted to the weights (ddpm_lib.fitted_variance)
 PathLike = Union[str, Path]
 
 # What a file written before a setting existed lacks, and the value its run had: read back, such a
@@ -182,7 +185,18 @@ def export_pretrained(checkpoint: PathLike, out: PathLike, *, dtype: torch.dtype
                      model={k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()},
                      step=state["step"], history=state.get("history", ()), elapsed_s=state.get("elapsed_s", 0.0),
                      note=note, data_shape=state.get("data_shape"))
+    if state.get(VARIANCE_KEY) is not None:  # fitted to these EMA weights: float16 leaves it as good
+        small[VARIANCE_KEY] = state[VARIANCE_KEY]
     return save_checkpoint(small, out)
+
+
+def store_variance_fit(path: PathLike, fit: VarianceFit) -> Path:
+    """Add ``fit``, measured on the model :func:`load_model` gives for ``path`` (its EMA weights), to that
+    checkpoint, atomically (:func:`save_checkpoint`); from then on :func:`load_model` hands it to the model
+    as ``model.variance_fit``. It is tied to the checkpoint's step: a run trained further drops it."""
+    state = load_checkpoint(path)
+    state[VARIANCE_KEY] = {**fit.state(), "step": state["step"]}
+    return save_checkpoint(state, path)
 
 
 def load_model(path: PathLike, *, ema: bool = True, device: Union[str, torch.device, None] = None,
@@ -190,7 +204,9 @@ def load_model(path: PathLike, *, ema: bool = True, device: Union[str, torch.dev
     """Rebuild a trained model (EMA weights by default) and its schedule from a checkpoint,
     on ``device`` (default: :func:`get_device`), in eval mode. The model remembers its
     ``diffusion_config`` (:func:`ddpm_lib.schedules.remember_diffusion`): samplers refuse another schedule;
-    and the shape of the images it was trained on, which samplers draw.
+    and the shape of the images it was trained on, which samplers draw; and, where the checkpoint holds
+    one for these weights, the reverse variance fitted to them (``model.variance_fit``, a
+    :class:`~ddpm_lib.fitted_variance.VarianceFit`).
 
     A checkpoint of a network of your own holds its weights, not its code: pass ``model``, built as
     for training (the same class and arguments), and the weights are loaded into it."""
@@ -210,4 +226,7 @@ def load_model(path: PathLike, *, ema: bool = True, device: Union[str, torch.dev
     remember_diffusion(model, diffusion)  # a sampler given another schedule then says so
     if state.get("data_shape") is not None:
         remember_image_shape(model, state["data_shape"])
+    fit = state.get(VARIANCE_KEY)
+    if isinstance(fit, dict) and fit.get("step") == state["step"] and (ema or state.get("ema") is None):
+        model.variance_fit = VarianceFit.from_state(fit)  # fitted to these weights (store_variance_fit)
     return model.to(device).eval(), make_schedule(diffusion).to(device)

@@ -24,6 +24,7 @@ from .errors import InputError
 from .config import SAMPLERS, SPACINGS, SamplerConfig
 from .diffusion import eps_and_x0, gather, predict_eps_from_x0, predict_x0_from_eps
 from .guidance import eps_function
+from .fitted_variance import VarianceFit
 from .models import cpu_channels_last, eval_mode, image_shape_of, model_device
 from .models.checks import check_labels
 from .schedules import Schedule, check_model_schedule, check_variance, reverse_variance
@@ -32,20 +33,24 @@ Tensor = torch.Tensor
 
 
 def ddpm_step(schedule: Schedule, eps: Tensor, xt: Tensor, t: int, *,
-              noise: Optional[Tensor] = None, variance: str = "beta_tilde",
+              noise: Optional[Tensor] = None, variance: Union[str, VarianceFit] = "beta_tilde",
               clip_x0: bool = True) -> Tensor:
     """One reverse step x_t -> x_{t-1}, Algorithm 2 line 4 (Eq. 11):
 
         x_{t-1} = 1/sqrt(alpha_t) * (x_t - beta_t / sqrt(1 - alpha_bar_t) * eps) + sigma_t z
 
     with sigma_t^2 = beta_tilde_t (``variance="beta_tilde"``, Eq. 7) or beta_t
-    (``variance="beta"``), and no noise at the last step (t = 0 in code, t = 1 in the paper).
+    (``variance="beta"``), or the variance fitted to the model (a
+    :class:`~ddpm_lib.fitted_variance.VarianceFit`: beta_tilde_t + c_t^2 e_t, Bao et al. 2022), and no
+    noise at the last step (t = 0 in code, t = 1 in the paper).
 
     ``clip_x0=True`` (as in Ho et al.'s released code) first predicts x_0 by Eq. 15, clips it
     to the data range [-1, 1] and takes the posterior mean of Eq. 7 instead; without clipping
     the two forms are algebraically identical.
     """
-    check_variance(variance)
+    fit = variance if isinstance(variance, VarianceFit) else None
+    if fit is None:
+        check_variance(variance)
     if not 0 <= t < schedule.T:
         raise InputError(f"t must lie in [0, {schedule.T}), got {t}")
     tt = torch.full((xt.shape[0],), t, dtype=torch.long, device=xt.device)
@@ -61,7 +66,8 @@ def ddpm_step(schedule: Schedule, eps: Tensor, xt: Tensor, t: int, *,
         return mean  # Algorithm 2: z = 0 at the last step
     if noise is None:
         noise = torch.randn_like(xt)
-    return mean + gather(reverse_variance(schedule, variance), tt, xt).sqrt() * noise
+    sigma2 = reverse_variance(schedule, variance) if fit is None else fit.ddpm_variances(schedule)
+    return mean + gather(sigma2, tt, xt).sqrt() * noise
 
 
 def ddim_timesteps(T: int, num_steps: int) -> List[int]:
@@ -99,7 +105,8 @@ def spaced_timesteps(T: int, num_steps: int, spacing: str) -> List[int]:
 
 
 def ddim_step(schedule: Schedule, eps: Tensor, xt: Tensor, t: int, t_prev: int, *,
-              eta: float = 0.0, noise: Optional[Tensor] = None, clip_x0: bool = True) -> Tensor:
+              eta: float = 0.0, noise: Optional[Tensor] = None, clip_x0: bool = True,
+              fit: Optional[VarianceFit] = None) -> Tensor:
     """One DDIM step x_t -> x_{t_prev} (Song et al. 2021, Eq. 12):
 
         x_prev = sqrt(alpha_bar_prev) * x0_pred
@@ -110,6 +117,10 @@ def ddim_step(schedule: Schedule, eps: Tensor, xt: Tensor, t: int, t_prev: int, 
     with x0_pred from Eq. 15 and alpha_bar_prev = 1 when t_prev = -1 (the end). eta = 0 is
     deterministic; eta = 1 with every step is DDPM with sigma^2 = beta_tilde. With
     ``clip_x0`` the predicted x_0 is clipped to [-1, 1] and eps re-derived from it.
+
+    With ``fit`` (a :class:`~ddpm_lib.fitted_variance.VarianceFit` of this model) the mean stays that of
+    the posterior with noise sigma^2 above, and the noise added is the variance that fits the model's
+    error, sigma^2 + c^2 e_t (Bao et al. 2022; "Analytic-DDIM" for eta = 0): noise even where eta = 0.
     """
     if not 0 <= eta < float("inf"):  # NaN too: it would turn every image into NaN
         raise InputError(f"eta must be a finite number >= 0, got {eta}")
@@ -132,10 +143,12 @@ def ddim_step(schedule: Schedule, eps: Tensor, xt: Tensor, t: int, t_prev: int, 
     gap = (a_prev - a_t) if float(a_prev) < 0.5 else (m_t - m_prev)
     sigma = eta * (m_prev / m_t * gap / a_prev).sqrt()  # Eq. 16
     x_prev = a_prev.sqrt() * x0 + (m_prev - sigma**2).clamp(min=0).sqrt() * eps
-    if eta > 0 and t_prev >= 0:
+    if fit is not None and t_prev >= 0:
+        sigma = torch.tensor(fit.variance(schedule, t, t_prev, float(sigma) ** 2), dtype=xt.dtype).sqrt()
+    if (eta > 0 or fit is not None) and t_prev >= 0:
         if noise is None:
             noise = torch.randn_like(xt)
-        x_prev = x_prev + sigma * noise
+        x_prev = x_prev + sigma.to(xt.device) * noise
     return x_prev
 
 
@@ -290,7 +303,7 @@ def reverse_loop(model: torch.nn.Module, schedule: Schedule, n: int, path: Seque
 def ddpm_sample(model: torch.nn.Module, schedule: Schedule, n: int, *,
                 image_shape: Optional[Sequence[int]] = None, y: Optional[Tensor] = None,
                 generator: Optional[torch.Generator] = None, seed: Optional[int] = None,
-                guidance: float = 0.0, variance: str = "beta_tilde", clip_x0: bool = True,
+                guidance: float = 0.0, variance: Union[str, VarianceFit] = "beta_tilde", clip_x0: bool = True,
                 trajectory_at: Optional[Iterable[int]] = None, progress: bool = True,
                 cpu_batch: int = SamplerConfig.cpu_batch) -> SampleResult:
     """Ancestral sampling, Algorithm 2: x_T ~ N(0, I), then :func:`ddpm_step` for
@@ -300,8 +313,9 @@ def ddpm_sample(model: torch.nn.Module, schedule: Schedule, n: int, *,
     ``y`` (labels, or one int for all) conditions a class-conditional model, with
     classifier-free ``guidance`` weight w (:func:`guided_eps`). With ``trajectory_at``
     (steps t), returns a :class:`SampleTrajectory` (images, {t: x_t}). ``cpu_batch``: see
-    :func:`reverse_loop`."""
-    check_variance(variance)
+    :func:`reverse_loop`. ``variance``: see :func:`ddpm_step`."""
+    if not isinstance(variance, VarianceFit):
+        check_variance(variance)
     schedule = schedule.to(model_device(model))
 
     def step(eps: Tensor, x: Tensor, t: int, t_prev: int, noise: Optional[Tensor]) -> Tensor:
@@ -319,23 +333,25 @@ def ddim_sample(model: torch.nn.Module, schedule: Schedule, n: int, *, steps: in
                 guidance: float = 0.0, generator: Optional[torch.Generator] = None,
                 seed: Optional[int] = None, clip_x0: bool = True, x_T: Optional[Tensor] = None,
                 trajectory_at: Optional[Iterable[int]] = None, progress: bool = True,
-                cpu_batch: int = SamplerConfig.cpu_batch) -> SampleResult:
+                cpu_batch: int = SamplerConfig.cpu_batch, fit: Optional[VarianceFit] = None) -> SampleResult:
     """DDIM sampling (Song et al. 2021) over ``steps`` steps spread by :func:`ddim_timesteps`
     (or an explicit decreasing ``timesteps`` list), with :func:`ddim_step` between consecutive
     steps and a final step to t_prev = -1. ``x_T`` fixes the starting noise (e.g. for
     interpolation). Returns like :func:`ddpm_sample`.
 
     ``eta`` is 0 unless given: deterministic DDIM as the paper defines it. :func:`sample`, the
-    project's default way to sample, uses eta = 1 (:class:`SamplerConfig`, measured better)."""
+    project's default way to sample, uses eta = 1 (:class:`SamplerConfig`, measured better). ``fit``: the
+    variance fitted to the model (:func:`ddim_step`)."""
     if not 0 <= eta < float("inf"):  # NaN too: it would turn every image into NaN
         raise InputError(f"eta must be a finite number >= 0, got {eta}")
     schedule = schedule.to(model_device(model))
     path = list(timesteps) if timesteps is not None else ddim_timesteps(schedule.T, steps)
 
     def step(eps: Tensor, x: Tensor, t: int, t_prev: int, noise: Optional[Tensor]) -> Tensor:
-        return ddim_step(schedule, eps, x, t, t_prev, eta=eta, noise=noise, clip_x0=clip_x0)
+        return ddim_step(schedule, eps, x, t, t_prev, eta=eta, noise=noise, clip_x0=clip_x0, fit=fit)
 
-    return reverse_loop(model, schedule, n, path, step, noisy=lambda t, t_prev: eta > 0 and t_prev >= 0,
+    return reverse_loop(model, schedule, n, path, step,
+                        noisy=lambda t, t_prev: (eta > 0 or fit is not None) and t_prev >= 0,
                         image_shape=image_shape, y=y, guidance=guidance, generator=generator, seed=seed,
                         x_T=x_T, trajectory_at=trajectory_at, progress=progress, desc="DDIM sampling",
                         cpu_batch=cpu_batch)

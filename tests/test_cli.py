@@ -132,7 +132,7 @@ def test_conditional_model_samples_a_chosen_digit(tmp_path):
 def test_evaluate_prints_one_json_line_of_metrics(tmp_path):
     import json
 
-    from ddpm_lib import pretrained_path
+    from ddpm_lib import load_model, pretrained_path
 
     ckpt = pretrained_path("unet_mnist")
     r = run("evaluate", "--checkpoint", str(ckpt), "--n", "24", "--steps", "5", "--bpd-images", "4",
@@ -149,6 +149,8 @@ def test_evaluate_prints_one_json_line_of_metrics(tmp_path):
     assert result["classifier_used"]["kind"] == "cnn" and result["second_used"]["kind"] == "mlp"
     assert result["classifier_used"]["test_accuracy"] >= 0.99
     assert 0 < result["bits_per_dim"] < 8 and set(result["bits_per_dim_terms"]) >= {"L_T", "L_0"}
+    fitted = hasattr(load_model(ckpt, device="cpu")[0], "variance_fit")
+    assert result["bits_per_dim_variance"] == ("fitted" if fitted else "beta_tilde")
     r = run("evaluate", "--checkpoint", str(tmp_path / "none.pt"))
     assert r.returncode == 1 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
 

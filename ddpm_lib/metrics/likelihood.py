@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 import numpy as np
 import torch
@@ -25,6 +25,8 @@ from tqdm.auto import tqdm
 from ..errors import InputError
 from ..config import EvalConfig
 from ..data import check_model_range
+from ..decoder import discretized_gaussian_log_likelihood
+from ..fitted_variance import VarianceFit
 from ..diffusion import check_timesteps, eps_and_x0, gather, q_posterior, q_sample
 from ..models import eval_mode, model_device
 from ..schedules import Schedule, check_variance
@@ -41,28 +43,6 @@ def normal_kl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor) ->
                   + (mean1 - mean2).square() * (-logvar2).exp())
 
 
-def _log_sub_exp(a: Tensor, b: Tensor) -> Tensor:
-    """log(e^a - e^b) for a >= b, without cancellation."""
-    return a + torch.log1p(-torch.exp((b - a).clamp(max=0)).clamp(max=1 - 1e-15))
-
-
-def discretized_gaussian_log_likelihood(x: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
-    """log p(x) for 8-bit data x in {-1, -1 + 2/255, ..., 1} under N(mean, e^(2 log_scale))
-    integrated over each value's bin, Eq. 13: [x - 1/255, x + 1/255], with the bins of -1 and 1
-    stretched to -inf and +inf so the 256 probabilities sum to 1. Per element, in nats."""
-    x, mean, log_scale = x.double(), mean.double(), log_scale.double()
-    inv_std = torch.exp(-log_scale)
-    upper = (x - mean + 1 / 255) * inv_std  # standardised delta_+
-    lower = (x - mean - 1 / 255) * inv_std  # standardised delta_-
-    log_cdf_upper = torch.special.log_ndtr(upper)  # log Phi(delta_+): the bin of x = -1
-    log_sf_lower = torch.special.log_ndtr(-lower)  # log (1 - Phi(delta_-)): the bin of x = 1
-    # middle bins: Phi(upper) - Phi(lower), taken on the side of the tail it lies in for accuracy
-    left = _log_sub_exp(log_cdf_upper, torch.special.log_ndtr(lower))
-    right = _log_sub_exp(log_sf_lower, torch.special.log_ndtr(-upper))
-    middle = torch.where(lower > 0, right, left)
-    return torch.where(x < -0.999, log_cdf_upper, torch.where(x > 0.999, log_sf_lower, middle))
-
-
 def prior_kl(schedule: Schedule, x0: Tensor) -> Tensor:
     """L_T = KL(q(x_T | x_0) || N(0, I)) per image (summed over pixels), in nats."""
     t = torch.full((x0.shape[0],), schedule.T - 1, dtype=torch.long, device=x0.device)
@@ -74,15 +54,18 @@ def prior_kl(schedule: Schedule, x0: Tensor) -> Tensor:
 
 @torch.no_grad()
 def vlb_term(model: torch.nn.Module, schedule: Schedule, x0: Tensor, t: Tensor, *,
-             variance: str = "beta_tilde", clip_x0: bool = True,
+             variance: Union[str, VarianceFit] = "beta_tilde", clip_x0: bool = True,
              noise: Optional[Tensor] = None) -> Tensor:
     """One term of Eq. 5 per image, in nats: L_{t-1} (the KL of Eqs. 6-7 against the model's
     Gaussian) where t >= 1, the decoder NLL L_0 of Eq. 13 where t == 0.
 
     The model's mean is the posterior mean with x_0 predicted from eps (Eq. 15), clipped to
     [-1, 1] like the sampler does (``clip_x0``); its variance is beta_tilde_t or beta_t
-    (``variance``), as in :func:`ddpm_lib.samplers.ddpm_step`. At t = 0 both use beta_tilde_1."""
-    check_variance(variance)
+    (``variance``), as in :func:`ddpm_lib.samplers.ddpm_step` (at t = 0 both use beta_tilde_1), or the one
+    fitted to the model, sigma*_t^2 of :meth:`ddpm_lib.fitted_variance.VarianceFit.ddpm_variances` (also
+    the decoder's at t = 0)."""
+    if not isinstance(variance, VarianceFit):
+        check_variance(variance)
     t = check_timesteps(t, x0.shape[0], schedule.T, x0.device)
     xt = q_sample(schedule, x0, t, noise)
     _, x0_hat = eps_and_x0(schedule, xt, t, model(xt, t))  # Eq. 15 for an eps-predictor
@@ -91,7 +74,9 @@ def vlb_term(model: torch.nn.Module, schedule: Schedule, x0: Tensor, t: Tensor, 
     mean_model, _ = q_posterior(schedule, x0_hat, xt, t)
     mean_true, _ = q_posterior(schedule, x0, xt, t)
     log_beta_tilde = gather(schedule.log_beta_tilde_clipped, t, x0).double()
-    if variance == "beta":  # beta_t, except at t = 0 where beta_tilde_1 is used (as Ho et al.)
+    if isinstance(variance, VarianceFit):  # sigma*_t^2 = beta_tilde_t + c_t^2 e_t
+        logvar_model = gather(variance.ddpm_variances(schedule).log(), t, x0).double()
+    elif variance == "beta":  # beta_t, except at t = 0 where beta_tilde_1 is used (as Ho et al.)
         log_beta = gather(schedule.betas, t, x0).double().log()
         logvar_model = torch.where((t == 0).reshape(-1, *[1] * (x0.ndim - 1)), log_beta_tilde, log_beta)
     else:
@@ -121,14 +106,16 @@ class VLBReport:
 
 @torch.no_grad()
 def bits_per_dim(model: torch.nn.Module, schedule: Schedule, x0: Tensor, *,
-                 t_samples: Optional[int] = EvalConfig.t_samples, variance: str = "beta_tilde", clip_x0: bool = True,
+                 t_samples: Optional[int] = EvalConfig.t_samples, variance: Union[str, VarianceFit] = "beta_tilde",
+                 clip_x0: bool = True,
                  batch_size: int = 250, seed: int = 0, progress: bool = True) -> VLBReport:
     """Estimate the variational bound -log p(x_0) <= L (Eq. 5) on the 8-bit images ``x0``
     ([N, 1, 28, 28] in [-1, 1]) in bits/dim.
 
     ``t_samples=None`` evaluates every t (T model calls per image); an int k splits each quarter
     of t = 1..T-1 into ceil(k/4) strata and draws one t per stratum (about k + 1 model calls
-    per image). Results depend on ``seed`` and ``batch_size`` (the order of random draws)."""
+    per image). Results depend on ``seed`` and ``batch_size`` (the order of random draws). ``variance``: a
+    fixed one by name, or a :class:`~ddpm_lib.fitted_variance.VarianceFit` of this model (see :func:`vlb_term`)."""
     if not isinstance(x0, Tensor) or x0.ndim != 4:
         raise InputError(f"x0 must be a [N, C, H, W] tensor of 8-bit images in [-1, 1], got {getattr(x0, 'shape', x0)}")
     check_model_range(x0, "x0")
