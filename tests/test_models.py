@@ -44,6 +44,8 @@ def test_small_preset_is_the_same_layout_at_a_quarter_of_the_cost(unet):
     small = UNet(UNetConfig.small()).eval()
     assert [type(m).__name__ for m in small.modules()] == [type(m).__name__ for m in unet.modules()]
     assert 0.2 <= count_parameters(small) / count_parameters(unet) <= 0.3  # widths halved: ~1/4
+    frozen = UNet(UNetConfig.small()).requires_grad_(False)  # as an EMA copy is
+    assert count_parameters(frozen) == count_parameters(small)
     flops = []
     for model in (unet, small):
         with FlopCounterMode(display=False) as counter, torch.no_grad():

@@ -87,8 +87,8 @@ def image_shape_of(model: torch.nn.Module, image_shape: Optional[Sequence[int]] 
 
 
 def count_parameters(model: torch.nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Number of parameters, frozen ones included: an EMA copy (``trainer.ema.model``) counts as its model."""
+    return sum(p.numel() for p in model.parameters())
 
 
 __all__ = ["TimeEmbedding", "sinusoidal_embedding", "MLPNoisePredictor", "UNet", "build_model", "CUSTOM_KIND",
