@@ -24,7 +24,7 @@ from torch.utils.data import TensorDataset
 from .checkpoints import (CHECKPOINT_NAME, CheckpointError, check_resumable, export_pretrained, is_export,
                           load_checkpoint, load_model, migrated, store_variance_fit)
 from .config import (LR_SCHEDULES, MAX_SEED, PRECISIONS, SAMPLERS, SPACINGS, DiffusionConfig, EvalConfig, MLPConfig,
-                     SamplerConfig, TrainConfig, UNetConfig, get_device, seed_everything)
+                     SamplerConfig, TrainConfig, UNetConfig, get_device, seed_everything, unet_for_budget)
 from .data import MNIST_SHAPE, load_mnist, pretrained_dir, pretrained_path
 from .fitted_variance import IMAGES_PER_T
 from .errors import DDPMError, InputError
@@ -223,10 +223,15 @@ def _stop_on_sigterm(signum, frame):  # a killed run saves its checkpoint like C
 # --model: each kind and the model config a new run of it trains on MNIST (_model_kind reads a saved one
 # back; _sized_for fits it to --data's images)
 MODEL_KINDS: Dict[str, Callable[[argparse.Namespace], ModelConfig]] = {
-    "unet": lambda args: UNetConfig(base_channels=args.base_channels),
-    "cond-unet": lambda args: UNetConfig(base_channels=args.base_channels, num_classes=10),
+    "unet": lambda args: unet_for_budget(args.minutes, args.steps, **_width(args)),
+    "cond-unet": lambda args: unet_for_budget(args.minutes, args.steps, num_classes=10, **_width(args)),
     "mlp": lambda args: MLPConfig(),
 }
+
+def _width(args: argparse.Namespace) -> dict:
+    """--base-channels as a UNetConfig field, when typed (else unet_for_budget chooses by the budget)."""
+    return {} if args.base_channels is None else {"base_channels": args.base_channels}
+
 
 # train's flags that set a config field: (section of a checkpoint, field). A new run builds its
 # configs from them; a resumed run keeps the checkpoint's, so typing one with another value is refused.
@@ -460,6 +465,10 @@ def _train(args: argparse.Namespace, out: Path, state: Optional[dict], resume_fr
               f"{trainer.config.seed}")
     print(f"training a {count_parameters(trainer.model) / 1e6:.2f}M-parameter {kind}{arch} on "
           f"{what}, device {device}, output {out}")
+    if resume_from is None and args.model != "mlp" and args.base_channels is None and args.minutes and args.steps is None:
+        print(f"width {trainer.model.config.base_channels} (UNetConfig.small()): measured the better U-Net for a "
+              f"--minutes budget on a CPU (benchmarks/RESULTS.md, \"Targets\"); --base-channels "
+              f"{UNetConfig().base_channels} trains the default width")
     trainer.fit(data)
     if trainer.interrupted:
         return 130
@@ -752,9 +761,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--precision", choices=PRECISIONS, default=train.precision,
                    help="forward pass in fp32, bf16 (autocast; weights stay float32) or auto: bf16 for a --minutes "
                         "budget without --steps on a CPU with native bfloat16 instructions, else fp32 (default: %(default)s)")
-    t.add_argument("--base-channels", type=channels, default=UNetConfig().base_channels,
-                   help=f"U-Net width at full size, 28x28 for MNIST ({UNetConfig.small().base_channels}: "
-                        "UNetConfig.small(), the better choice for CPU budgets of tens of minutes; default: %(default)s)")
+    t.add_argument("--base-channels", type=channels, default=None,
+                   help=f"U-Net width at full size, 28x28 for MNIST (default: {UNetConfig.small().base_channels}, "
+                        f"UNetConfig.small(), for a --minutes budget without --steps, measured the better choice for "
+                        f"CPU budgets of tens of minutes; {UNetConfig().base_channels} otherwise)")
     t.add_argument("--subset", type=positive_int, default=train.subset,
                    help="train on n random images (a resumed run keeps its own; with --data, evaluate measures "
                         "the model on the images left out)")

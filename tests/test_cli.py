@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ddpm_lib.config import UNetConfig
 from ddpm_lib.files import read_weights_file
 from helpers import one_line_error
 
@@ -453,3 +454,19 @@ def test_export_and_classifier_replace_an_existing_file_only_with_overwrite(tmp_
         err = one_line_error(capsys, 1, main([*argv, "--epochs", "1", "--device", "cpu"]))
         assert f"{earlier if argv[1] == '--out' else 'runs/classifier/mlp.pt'} exists already" in err
         assert "--overwrite" in err and earlier.read_bytes() == b"an earlier judge"
+
+
+@pytest.mark.parametrize("flags,width", [
+    (["--minutes", "20"], UNetConfig.small().base_channels),             # a wall-clock budget: the small preset
+    (["--minutes", "20", "--steps", "500"], UNetConfig().base_channels),  # a step budget reproduces as before
+    ([], UNetConfig().base_channels),
+    (["--minutes", "20", "--base-channels", "32"], 32),                   # a typed width always wins
+    (["--minutes", "5", "--model", "cond-unet"], UNetConfig.small().base_channels),
+])
+def test_a_minute_budget_trains_the_width_measured_best_for_it(flags, width):
+    from ddpm_lib import __main__ as cli
+    from ddpm_lib.config import unet_for_budget
+    args = cli.build_parser().parse_args(["train", *flags])
+    model = cli._new_model(args, None)
+    assert model.config.base_channels == width
+    assert unet_for_budget(20.0, None) == UNetConfig.small() and unet_for_budget(20.0, 100) == UNetConfig()
