@@ -3,12 +3,16 @@
     python benchmarks/studies.py mlp       # the MLP as eps / x0 / v predictor, weightings, widths
     python benchmarks/studies.py samplers  # quality against network calls: DDPM, DDIM eta 0/1, DPM-Solver++ and its SDE form
     python benchmarks/studies.py recipe    # the U-Net training recipe at the 20-minute step budget
+    python benchmarks/studies.py variance  # the reverse variance fitted to the shipped U-Net: the bound, few steps
+    python benchmarks/studies.py budget    # `train --minutes 5/20/60` as typed: widths and a faster schedule, 3 seeds
     python benchmarks/studies.py shipped --unet data/pretrained/unet_mnist.pt \
         --cond data/pretrained/cond_unet_mnist.pt   # the shipped weights' scores (notebooks 03-05)
     (add --quick for a smoke test with tiny budgets)
 
 Budgets are optimizer steps, so the models are the same on any device (t, eps and the batch
-order come from the trainer's CPU generator); only the times differ. Each run trains, samples n
+order come from the trainer's CPU generator); only the times differ. The budget study is the
+exception: it spends minutes of wall-clock time as the README's command does, so its numbers hold
+for the machine and day they were measured on (each run stores its steps and images/s). Each run trains, samples n
 images with each sampler (seed 0), scores them (MNIST-FID against the real-data floor, confident
 share, class entropy, the second judge's FID, precision/recall) and, for the MLP, measures the
 x0 error per t on 500 test images. Results go to benchmarks/studies/<study>.json, 64 samples of
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -136,12 +141,30 @@ def _logsnr_dpm_sample(model, schedule, n: int, seed: int, y: Optional[torch.Ten
                              guidance=guidance, progress=False)
 
 
+def _fitted_ddim_sample(model, schedule, n: int, seed: int, y: Optional[torch.Tensor] = None, guidance: float = 0.0,
+                        *, setting: Tuple[str, int, float, str]) -> torch.Tensor:
+    from ddpm_lib.samplers import ddim_sample, spaced_timesteps
+    _, steps, eta, spacing = setting
+    fit = getattr(model, "variance_fit", None)
+    if fit is None:
+        raise ValueError("a *_fit sampler needs a checkpoint with a fitted variance: run "
+                         "`python -m ddpm_lib fit-variance CHECKPOINT` first")
+    return ddim_sample(model, schedule, n, timesteps=spaced_timesteps(schedule.T, steps, spacing), eta=eta, seed=seed,
+                       y=y, guidance=guidance, fit=fit, progress=False)
+
+
 def sampler_table(names: List[str]) -> Dict[str, Callable]:
     """name -> sample(model, schedule, n, seed, y=None, guidance=0.0): the settings of
-    :func:`sampler_setting` through :func:`ddpm_lib.sample`, and dpmL<k>, DPM-Solver++ on k
-    steps evenly spaced in log-SNR."""
-    return {name: partial(_logsnr_dpm_sample, k=int(name[4:])) if name.startswith("dpmL")
-            else partial(_library_sample, setting=sampler_setting(name)) for name in names}
+    :func:`sampler_setting` through :func:`ddpm_lib.sample`; dpmL<k>, DPM-Solver++ on k
+    steps evenly spaced in log-SNR; and ddim<k>_eta<e>[_trail]_fit, DDIM with the reverse variance
+    fitted to the model (its ``variance_fit``, stored by ``fit-variance``; Analytic-DDIM for eta 0)."""
+    def one(name: str) -> Callable:
+        if name.startswith("dpmL"):
+            return partial(_logsnr_dpm_sample, k=int(name[4:]))
+        if name.endswith("_fit") and name.startswith("ddim"):
+            return partial(_fitted_ddim_sample, setting=sampler_setting(name[:-len("_fit")]))
+        return partial(_library_sample, setting=sampler_setting(name))
+    return {name: one(name) for name in names}
 
 
 def logsnr_timesteps(schedule: Schedule, k: int) -> List[int]:
@@ -429,6 +452,80 @@ class StudyFile:
         torch.save(self.grids, self.samples)
 
 
+# --------------------------------------------------------------------------- minute budgets
+BUDGET_MINUTES = (5.0, 20.0, 60.0)
+BUDGET_SEEDS = (0, 1, 2)
+QUICK_BUDGET_MINUTES = 0.05  # --quick: three seconds of each configuration, one seed
+# configuration -> the flags beyond `python -m ddpm_lib train --minutes M --seed S`: each names its width,
+# so a row keeps its meaning when what `--minutes` picks by itself changes
+BUDGET_CONFIGS: Dict[str, List[str]] = {
+    "default_width": ["--base-channels", "32"],
+    "small": ["--base-channels", "16"],
+    # peak rate twice the default, decayed to 0 (cosine) at the end of the minutes: a schedule the step-budget
+    # studies tried only apart (2e-3 constant; cosine at 1e-3, unweighted)
+    "small_lr2e-3_cosine": ["--base-channels", "16", "--lr", "2e-3", "--lr-schedule", "cosine"],
+}
+
+
+def budget_plan(quick: bool, minutes: Optional[Sequence[float]] = None) -> List[Tuple[str, str, float, int]]:
+    """(run name, configuration, minutes, training seed) of every run of the budget study."""
+    budgets = (QUICK_BUDGET_MINUTES,) if quick else tuple(minutes or BUDGET_MINUTES)
+    seeds = (0,) if quick else BUDGET_SEEDS
+    return [(f"{config}_{m:g}min_seed{seed}", config, m, seed)
+            for m in budgets for config in BUDGET_CONFIGS for seed in seeds]
+
+
+def run_budget(args: argparse.Namespace, sitting: Sitting) -> None:
+    """Wall-clock budgets as a newcomer spends them: `python -m ddpm_lib train --minutes M` with each
+    configuration's flags and training seeds 0, 1, 2 (one at a time, in a subprocess: the command stored
+    is the one that ran), then n samples of the default sampler (seed 0) scored, with the steps reached,
+    images/s and the sampling time."""
+    file, n, evaluator, device = StudyFile(args.study, sitting, args.only), sitting.n, sitting.evaluator, sitting.device
+    work = Path(args.work)
+    for name, config, minutes, seed in budget_plan(args.quick, args.minutes):
+        if not file.wanted(name):
+            continue
+        run_dir = work / name
+        command = ["python", "-m", "ddpm_lib", "train", "--minutes", f"{minutes:g}", "--seed", str(seed),
+                   *BUDGET_CONFIGS[config], "--out", str(run_dir), "--n-samples", "0", "--overwrite",
+                   "--device", str(device)]
+        print(f"{name}: {' '.join(command)}", flush=True)
+        subprocess.run([sys.executable, *command[1:]], check=True)
+        state = load_checkpoint(run_dir / "checkpoint.pt")
+        cfg = state["train_config"]
+        model, schedule = load_model(run_dir / "checkpoint.pt", device=device)
+        steps, train_s = int(state["step"]), float(state["elapsed_s"])
+        file.record({"name": name, "config": config, "minutes": minutes, "seed": seed, "train_command": " ".join(command),
+                     "base_channels": state["model_config"]["base_channels"], "params": count_parameters(model),
+                     "batch_size": cfg["batch_size"], "lr": cfg["lr"], "lr_schedule": cfg["lr_schedule"],
+                     "precision": state.get("precision_used") or cfg["precision"],
+                     "steps": steps, "train_s": round(train_s, 1),
+                     "images_per_s": round(steps * cfg["batch_size"] / max(train_s, 1e-9), 1),
+                     "samplers": score(name, model, schedule, [DEFAULT_SAMPLER], n=n, evaluator=evaluator,
+                                       grids=file.grids)})
+
+
+def budget_table(stored: dict) -> str:
+    """The budget study as a markdown table: per (minutes, configuration) the steps, images/s and
+    MNIST-FID of each training seed, their mean and the mean over the floor."""
+    groups: Dict[Tuple[float, str], List[dict]] = {}
+    for run in stored["runs"]:
+        groups.setdefault((run["minutes"], run["config"]), []).append(run)
+    rows = [["minutes", "configuration", "steps", "images/s", "MNIST-FID by training seed", "mean", "x floor",
+             "sampling s"], ["---"] * 8]
+    for (minutes, config), runs in sorted(groups.items()):
+        runs.sort(key=lambda r: r["seed"])
+        fids = [r["samplers"][DEFAULT_SAMPLER]["fid"] for r in runs]
+        floor = sum(r["samplers"][DEFAULT_SAMPLER]["fid_floor"] for r in runs) / len(runs)
+        mean = sum(fids) / len(fids)
+        rows.append([f"{minutes:g}", config, " / ".join(str(r["steps"]) for r in runs),
+                     " / ".join(f"{r['images_per_s']:.0f}" for r in runs),
+                     " / ".join(f"{f:.2f}" for f in fids) + f" (seeds {', '.join(str(r['seed']) for r in runs)})",
+                     f"{mean:.2f}", f"{mean / floor:.2f}x",
+                     f"{sum(r['samplers'][DEFAULT_SAMPLER]['sample_s'] for r in runs) / len(runs):.0f}"])
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
 def run_mlp(args: argparse.Namespace, sitting: Sitting) -> None:
     """The MLP as eps / x0 / v predictor, weightings and widths (:func:`mlp_plan`), each with its x0
     error per t on 500 test images."""
@@ -507,8 +604,62 @@ def run_shipped(args: argparse.Namespace, sitting: Sitting) -> None:
                   note=args.note, unet_samplers=args.unet_samplers)
 
 
+# --------------------------------------------------------------------------- the reverse variance
+FEW_STEPS = (5, 10, 20)  # network calls of the few-step rows
+FEW_STEP_SAMPLERS = ("sde{k}_trail", "ddim{k}_eta1_trail", "ddim{k}_eta1_trail_fit", "ddim{k}_eta0_trail",
+                     "ddim{k}_eta0_trail_fit")
+BOUND_VARIANCES = ("beta_tilde", "beta", "analytic", "fitted, decoder e_0", "fitted")  # rows of the bound
+
+
+def bound_variances(fit) -> Dict[str, object]:
+    """Row name -> the ``variance`` of :func:`ddpm_lib.metrics.bits_per_dim`: the two fixed ones, Analytic-DPM's
+    (Theorem 1, its own e_0 at the decoder), the fitted one with the decoder at e_0, and the fitted one with
+    the decoder variance picked by Eq. 13's likelihood (what ``fit-variance`` stores)."""
+    from dataclasses import replace
+    return {"beta_tilde": "beta_tilde", "beta": "beta",
+            "analytic": replace(fit.with_kind("analytic"), decoder_variance=None),
+            "fitted, decoder e_0": replace(fit, decoder_variance=None), "fitted": fit}
+
+
+def run_variance(args: argparse.Namespace, sitting: Sitting) -> None:
+    """The reverse variance of the shipped U-Net (its ``variance_fit``, stored by ``python -m ddpm_lib
+    fit-variance``): the bound in bits/dim with each variance of :func:`bound_variances` on the first
+    --bpd-images test images (run ``bound``), and few-step sampling with and without it at
+    :data:`FEW_STEPS` calls, seeds 0 .. draws-1 with their mean (run ``few_steps``)."""
+    from ddpm_lib.metrics import bits_per_dim
+    file, n, evaluator = StudyFile(args.study, sitting, args.only), sitting.n, sitting.evaluator
+    model, schedule = load_model(args.unet or pretrained_path("unet_mnist"), device=sitting.device)
+    fit = getattr(model, "variance_fit", None)
+    if fit is None:
+        raise SystemExit("the checkpoint carries no fitted variance: run `python -m ddpm_lib fit-variance` on it first")
+    if file.wanted("bound"):
+        images = load_mnist(train=False).tensors[0][:10 if args.quick else args.bpd_images]
+        rows = {}
+        for name, variance in bound_variances(fit).items():
+            vlb = bits_per_dim(model, schedule, images, t_samples=4 if args.quick else 100, variance=variance, seed=0)
+            print(f"  bound, {name}: {vlb}", flush=True)
+            rows[name] = {"bits_per_dim": round(vlb.total, 4), "stderr": round(vlb.stderr, 4),
+                          "terms": {k: round(v, 4) for k, v in vlb.terms.items()}}
+        sigma2 = fit.ddpm_variances(schedule)
+        beta_tilde = schedule.beta_tilde.detach().cpu().double()
+        file.record({"name": "bound", "images": len(images), "t_samples": 4 if args.quick else 100,
+                     "fit_images_per_t": fit.images, "decoder_variance": fit.decoder_variance,
+                     "sigma2_over_beta_tilde": {str(t): round((sigma2[t] / beta_tilde[t]).item(), 4)
+                                                for t in (1, 2, 5, 10, 100, 500) if t < schedule.T},
+                     "variances": rows, "samplers": {}})
+    if file.wanted("few_steps"):
+        names = [pattern.format(k=k) for k in ((5,) if args.quick else FEW_STEPS) for pattern in FEW_STEP_SAMPLERS]
+        res: Dict[str, dict] = {}
+        for seed in range(max(1, args.draws)):
+            res.update(score("few_steps", model, schedule, names, n=n, evaluator=evaluator, grids=file.grids, seed=seed))
+        for sname in names:
+            res = with_mean(res, sname) if args.draws > 1 else res
+        file.record({"name": "few_steps", "samplers": res})
+
+
 STUDIES: Dict[str, Callable[[argparse.Namespace, Sitting], None]] = {
-    "mlp": run_mlp, "samplers": run_samplers, "recipe": run_recipe, "shipped": run_shipped}
+    "mlp": run_mlp, "samplers": run_samplers, "recipe": run_recipe, "shipped": run_shipped, "variance": run_variance,
+    "budget": run_budget}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -521,11 +672,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None,
                    help=f"comma-separated run names (shipped: sections, of {','.join(SHIPPED_SECTIONS)})")
     p.add_argument("--draws", type=int, default=1,
-                   help="recipe: score each run's default sampler with this many seeds (0, 1, ...) and store the mean")
+                   help="recipe: score each run's default sampler with this many seeds (0, 1, ...) and store the mean; "
+                        "variance: every few-step sampler")
+    p.add_argument("--bpd-images", type=int, default=300, help="variance: test images of the bound")
+    p.add_argument("--minutes", type=float, nargs="+", default=None,
+                   help=f"budget: the budgets to train (default: {' '.join(f'{m:g}' for m in BUDGET_MINUTES)})")
+    p.add_argument("--work", default="runs/budget", help="budget: where the trainings write their checkpoints")
     p.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the script (n = 100)")
     p.add_argument("--device", default=None)
     g = p.add_argument_group("shipped", "checkpoints to score; each section runs if its input is given")
-    g.add_argument("--unet", default=None, help="U-Net checkpoint (section unet)")
+    g.add_argument("--unet", default=None, help="U-Net checkpoint (section unet; variance: default the shipped one)")
     g.add_argument("--cond", default=None, help="class-conditional U-Net checkpoint (section cond)")
     g.add_argument("--unet-snapshots", nargs="+", default=[], help="U-Net training snapshots (section unet_curve)")
     g.add_argument("--unet-samplers", nargs="+", default=None,
@@ -544,7 +700,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.table:
         if args.study == "shipped":
             p.error("--table shows the runs of the mlp, samplers and recipe studies; shipped.json has none")
-        print(table(json.loads(out.read_text())))
+        stored = json.loads(out.read_text())
+        print(budget_table(stored) if args.study == "budget" else table(stored))
         return
     n = 100 if args.quick else args.n
     if args.study == "shipped":  # refused before the evaluator is built

@@ -93,8 +93,7 @@ class VarianceFit:
 
     def variance(self, schedule: Schedule, t: int, t_prev: int, lambda2: float) -> float:
         """sigma*^2 = lambda^2 + c_{s,t}^2 e_t for the step t -> t_prev (t_prev = -1: the decoder)."""
-        c = x0_coefficient(schedule, t, t_prev, lambda2)
-        return lambda2 + c * c * float(self.x0_error(schedule)[t])
+        return fitted_sigma2(lambda2, x0_coefficient(schedule, t, t_prev, lambda2), float(self.x0_error(schedule)[t]))
 
     def ddpm_variances(self, schedule: Schedule) -> Tensor:
         """sigma*^2 of every DDPM step t -> t - 1 (float64, length T): beta_tilde_t + c_t^2 e_t, where c_t is
@@ -105,7 +104,7 @@ class VarianceFit:
         betas = 1 - a / a_prev
         beta_tilde = betas * (1 - a_prev) / (1 - a)
         c = a_prev.sqrt() * betas / (1 - a)
-        sigma2 = beta_tilde + c.square() * self.x0_error(schedule)
+        sigma2 = fitted_sigma2(beta_tilde, c, self.x0_error(schedule))
         if self.decoder_variance is not None:
             sigma2[0] = self.decoder_variance
         return sigma2
@@ -120,6 +119,13 @@ class VarianceFit:
         return cls(torch.tensor(state["x0_mse"], dtype=torch.float64),
                    torch.tensor(state["eps_power"], dtype=torch.float64), int(state["images"]),
                    bool(state.get("clip_x0", True)), kind, state.get("decoder_variance"))
+
+
+def fitted_sigma2(lambda2, c, x0_mse):
+    """sigma*^2 = lambda^2 + c^2 e: the isotropic variance of a reverse step that minimises the expected KL
+    against the posterior N(mu_tilde, lambda^2 I) when the model's mean misses by c (x0_hat - x_0), with
+    e = E ||x0_hat - x_0||^2 / d (Bao et al. 2022b). Floats or tensors alike."""
+    return lambda2 + c * c * x0_mse
 
 
 def alpha_bars(schedule: Schedule) -> Tensor:

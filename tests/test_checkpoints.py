@@ -251,6 +251,18 @@ def test_the_shipped_weights_load_and_take_the_table_for_what_they_lack():
     assert from_state({"train_config": {"steps": 10}}, "train_config").subset == TrainConfig().subset
 
 
+def test_the_shipped_unet_carries_the_reverse_variance_fitted_to_it():
+    """`python -m ddpm_lib fit-variance data/pretrained/unet_mnist.pt --replace-shipped` stored it (RESULTS,
+    "Likelihood"): load_model hands it to the model, fitted at the default images per t and with the decoder's
+    variance picked; sigma*^2 = beta_tilde + c^2 e_t is never below beta_tilde and clearly above it at t = 1."""
+    from ddpm_lib.fitted_variance import IMAGES_PER_T
+    model, schedule = load_model(pretrained_path("unet_mnist"), device="cpu")
+    fit = model.variance_fit
+    assert fit.T == schedule.T and fit.images == IMAGES_PER_T and fit.decoder_variance is not None
+    sigma2, beta_tilde = fit.ddpm_variances(schedule), schedule.beta_tilde.double()
+    assert (sigma2[1:] >= beta_tilde[1:] * (1 - 1e-6)).all() and sigma2[1] > 1.2 * beta_tilde[1]
+
+
 def _flip_a_bit_in_the_weights(path: Path, record: int = -1) -> None:
     """Flip the lowest bit of one byte in the middle of the ``record``-th largest tensor stored in a
     torch file, as a failing disk or a bad copy would: torch reads such a file without complaint. (In a

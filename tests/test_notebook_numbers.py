@@ -23,7 +23,7 @@ MATHS_AND_LINKS = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\]\([^)]*\)|`[^`]*`", re.S)
 QUOTED = {  # notebook: {number: where it comes from}
     "02_mlp_noise_predictor": {"3.2": "Ho et al. 2020, Sec. 3.2", "3.32": "log2(10), the entropy of ten equal classes"},
     "03_unet": {"0.999": "TrainConfig.ema_decay, the recipe's EMA decay"},
-    "04_evaluation": {"3.32": "log2(10), the entropy of ten equal classes",
+    "04_evaluation": {"3.32": "log2(10), the entropy of ten equal classes", "3.2": "Ho et al. 2020, Sec. 3.2",
                       "1.38": "xz on the raw test images, benchmarks/RESULTS.md (Likelihood)",
                       "60,000": "the size of MNIST's training set"},
     "05_faster_sampling": {"28,000": "the shipped U-Net's training budget (data/README.md)"},

@@ -254,3 +254,64 @@ def test_recipe_study_with_only_keeps_the_other_runs_and_their_samples(tiny_unet
     rows = {r["name"]: r for r in json.loads(old.read_text())["runs"]}
     assert (rows["x0"]["device"], rows["x0"]["torch"], rows["x0"]["command"]) == ("NVIDIA H200", "2.11", "made then")
     assert rows["base"]["device"] == "cpu"
+
+
+def test_the_variance_study_samples_with_the_models_fit_and_scores_the_bound_with_each_variance(tiny_unet_config):
+    """studies.py variance: a *_fit sampler draws DDIM with the model's variance_fit (and refuses a model
+    without one); the bound's rows are the fixed variances, Analytic-DPM's and the fitted one with and without
+    the decoder's pick; the committed file holds the means the notebooks read."""
+    from ddpm_lib.fitted_variance import fit_variance
+    from ddpm_lib.samplers import ddim_sample, trailing_timesteps
+    torch.manual_seed(0)
+    model, schedule = UNet(tiny_unet_config).eval(), make_schedule(DiffusionConfig(T=100))
+    fn = studies.sampler_table(["ddim5_eta0_trail_fit"])["ddim5_eta0_trail_fit"]
+    with pytest.raises(ValueError, match="fit-variance"):
+        fn(model, schedule, 2, 0)
+    model.variance_fit = fit_variance(model, schedule, load_mnist(train=False, subset=16, seed=0).tensors[0],
+                                      images_per_t=2, decoder_images=8, progress=False)
+    got = fn(model, schedule, 2, 0)
+    want = ddim_sample(model, schedule, 2, timesteps=trailing_timesteps(100, 5), eta=0.0, seed=0,
+                       fit=model.variance_fit, progress=False)
+    plain = ddim_sample(model, schedule, 2, timesteps=trailing_timesteps(100, 5), eta=0.0, seed=0, progress=False)
+    assert torch.equal(got, want) and not torch.allclose(got, plain)
+    rows = studies.bound_variances(model.variance_fit)
+    assert list(rows) == list(studies.BOUND_VARIANCES)
+    assert rows["analytic"].kind == "analytic" and rows["analytic"].decoder_variance is None
+    assert rows["fitted, decoder e_0"].decoder_variance is None and rows["fitted"] is model.variance_fit
+    committed = {r["name"]: r for r in json.loads((COMMITTED / "variance.json").read_text())["runs"]}
+    assert set(committed["bound"]["variances"]) == set(studies.BOUND_VARIANCES)
+    means = committed["few_steps"]["samplers"]
+    assert all(f"{p.format(k=k)}_mean" in means for p in studies.FEW_STEP_SAMPLERS for k in studies.FEW_STEPS)
+
+
+def test_the_budget_plan_trains_every_configuration_at_every_budget_with_three_seeds():
+    """studies.py budget: 5, 20 and 60 minutes x each configuration x training seeds 0-2, every
+    configuration naming its width, so a row keeps its meaning when what --minutes picks changes."""
+    plan = studies.budget_plan(quick=False)
+    assert len(plan) == len(studies.BUDGET_MINUTES) * len(studies.BUDGET_CONFIGS) * 3 == len({p[0] for p in plan})
+    assert {(m, s) for _, _, m, s in plan} == {(m, s) for m in (5.0, 20.0, 60.0) for s in (0, 1, 2)}
+    assert all("--base-channels" in flags for flags in studies.BUDGET_CONFIGS.values())
+    assert [p[0] for p in studies.budget_plan(quick=False, minutes=[5])][:3] == [
+        "default_width_5min_seed0", "default_width_5min_seed1", "default_width_5min_seed2"]
+
+
+@pytest.mark.slow
+def test_the_budget_study_runs_the_cli_command_it_stores_and_scores_what_it_trained(tmp_path, monkeypatch):
+    """One quick run of the budget study: the CLI trains for 3 seconds in a subprocess, the row holds that
+    command, the width and rate it asked for, the steps the checkpoint reached and the default sampler's
+    scores; the table averages the row. The evaluator is stubbed: the bookkeeping is under test."""
+    monkeypatch.setattr(studies, "SampleEvaluator", lambda device=None: CheapEvaluator())
+    monkeypatch.setattr(studies, "sampler_setting", lambda name: ("ddim", 2, 1.0, "trailing"))
+    out, work = tmp_path / "budget.json", tmp_path / "runs"
+    name = "small_lr2e-3_cosine_0.05min_seed0"
+    studies.main(["budget", "--quick", "--only", name, "--out", str(out), "--work", str(work), "--device", "cpu"])
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["name"] == name and run["config"] == "small_lr2e-3_cosine" and run["seed"] == 0
+    assert "train --minutes 0.05 --seed 0 --base-channels 16 --lr 2e-3 --lr-schedule cosine" in run["train_command"]
+    assert (run["base_channels"], run["lr"], run["lr_schedule"]) == (16, 2e-3, "cosine")
+    assert run["steps"] >= 1 and 0 < run["train_s"] < 60 and run["images_per_s"] > 0
+    assert (work / name / "checkpoint.pt").exists()
+    assert set(run["samplers"]) == {studies.DEFAULT_SAMPLER}
+    table = studies.budget_table(json.loads(out.read_text()))
+    fid = run["samplers"][studies.DEFAULT_SAMPLER]["fid"]
+    assert f"| 0.05 | small_lr2e-3_cosine | {run['steps']} |" in table and f"{fid:.2f} (seeds 0)" in table

@@ -1,4 +1,5 @@
-"""Notebook 04's exercises: the Frechet distance behind MNIST-FID, and improved precision."""
+"""Notebook 04's exercises: the Frechet distance behind MNIST-FID, improved precision, and the reverse variance
+that fits a model (the bound in bits/dim)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import List
 
 import torch
 
+from ..fitted_variance import fitted_sigma2
 from ..metrics.precision_recall import manifold_share, precision_recall
 from ..metrics.sample_quality import frechet_distance
 from .cases import fixed
@@ -100,4 +102,41 @@ PRECISION = Exercise(
     rtol=0.0, atol=1e-6,  # a share of M points moves in steps of 1/M; float32 arithmetic is fine
 )
 
-EXERCISES = (FRECHET_DISTANCE, PRECISION)
+# --- fitted_variance -------------------------------------------------------------------------
+
+def _fitted_cases() -> List[Case]:
+    gen = torch.Generator().manual_seed(9)
+    cases = []
+    for beta_tilde, c, shape, error in ((1e-4, 0.5, (4, 1, 6, 6), 0.01), (2e-2, 0.02, (3, 1, 5, 5), 0.3),
+                                        (0.0, 1.0, (2, 1, 4, 4), 0.003)):
+        x0 = torch.rand(shape, generator=gen) * 2 - 1
+        x0_hat = (x0 + error * torch.randn(shape, generator=gen)).clamp(-1, 1)
+        mse = float((x0_hat - x0).double().square().mean())
+        cases.append(Case((beta_tilde, c, x0_hat, x0), fitted_sigma2(beta_tilde, c, mse),
+                          fixed(f"beta_tilde_t = {beta_tilde:g}, c_t = {c:g}, {shape[0]} images" +
+                                (" (the decoder: beta_tilde = 0, c = 1)" if beta_tilde == 0 else ""))))
+    return cases
+
+
+def _sq_error(x0_hat: Tensor, x0: Tensor) -> float:
+    return float((x0_hat - x0).double().square().mean())
+
+
+FITTED_VARIANCE = Exercise(
+    name="fitted_variance", params=("beta_tilde_t", "c_t", "x0_hat", "x0"), notebook=NOTEBOOK, cases=_fitted_cases,
+    coverage="two reverse steps (small and large beta_tilde_t) and the decoder's case, on batches of images",
+    mistakes=(
+        Mistake("the mean misses by c_t (x0_hat - x0), so its squared error enters with c_t squared, not c_t",
+                lambda b, c, xh, x: b + c * _sq_error(xh, x)),
+        Mistake("the posterior's own variance beta_tilde_t is missing: sigma*^2 = beta_tilde_t + c_t^2 e_t",
+                lambda b, c, xh, x: c * c * _sq_error(xh, x)),
+        Mistake("e_t is the mean squared error per pixel: average over images and pixels, do not sum",
+                lambda b, c, xh, x: b + c * c * float((xh - x).double().square().sum())),
+        Mistake("e_t is the mean of the squared error, not of the absolute error",
+                lambda b, c, xh, x: b + c * c * float((xh - x).double().abs().mean())),
+    ),
+    broadcast_hint="x0_hat and x0 have the same shape [B, C, H, W]; beta_tilde_t and c_t are numbers",
+    rtol=1e-4, atol=1e-9,  # the variances are as small as 1e-4: an absolute tolerance would pass anything
+)
+
+EXERCISES = (FRECHET_DISTANCE, PRECISION, FITTED_VARIANCE)

@@ -5,7 +5,9 @@ Two of the numbers the evaluator reports, written in plain torch:
 * ``frechet_distance``: the distance between two Gaussians behind FID and MNIST-FID
   (Heusel et al. 2017), the formula displayed in section 2 of the notebook;
 * ``precision``: improved precision (Kynkaanniemi et al. 2019, Sec. 2, Eq. 1-2), the share of
-  generated samples that land inside the manifold of the real data.
+  generated samples that land inside the manifold of the real data;
+* ``fitted_variance``: the reverse variance that minimises the bound's KL term for a model whose x_0
+  guess misses (Bao et al. 2022), section 6.
 """
 
 import torch
@@ -49,3 +51,11 @@ def precision(real, generated, k=3):
     d_gen = torch.cdist(generated, real)                   # [M, N]
     inside = (d_gen <= radii[None, :]).any(dim=1)          # [M] bool
     return inside.double().mean().item()                   # precision = mean of f over the samples (Eq. 2)
+
+
+def fitted_variance(beta_tilde_t, c_t, x0_hat, x0):
+    """sigma*^2 = beta_tilde_t + c_t^2 e_t, with e_t = E ||x0_hat - x0||^2 / d, the mean squared error per pixel.
+    The model's mean misses the posterior mean by c_t (x0_hat - x0) (Eq. 7 with x0_hat in place of x0), and the
+    KL between N(mu_tilde, beta_tilde_t) and N(mu_theta, sigma^2), averaged over images, is smallest at this sigma^2."""
+    e_t = (x0_hat.double() - x0.double()).square().mean()   # average over images and pixels alike
+    return float(beta_tilde_t + c_t ** 2 * e_t)
