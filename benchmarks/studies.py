@@ -4,7 +4,7 @@
     python benchmarks/studies.py samplers  # quality against network calls: DDPM, DDIM eta 0/1, DPM-Solver++ and its SDE form
     python benchmarks/studies.py recipe    # the U-Net training recipe at the 20-minute step budget
     python benchmarks/studies.py variance  # the reverse variance fitted to the shipped U-Net: the bound, few steps
-    python benchmarks/studies.py budget    # `train --minutes 5/20/60` as typed: widths and a faster schedule, 3 seeds
+    python benchmarks/studies.py budget    # `train --minutes 5/20/60` as typed: widths and two schedules, 3 seeds
     python benchmarks/studies.py shipped --unet data/pretrained/unet_mnist.pt \
         --cond data/pretrained/cond_unet_mnist.pt   # the shipped weights' scores (notebooks 03-05)
     (add --quick for a smoke test with tiny budgets)
@@ -464,6 +464,8 @@ BUDGET_CONFIGS: Dict[str, List[str]] = {
     # peak rate twice the default, decayed to 0 (cosine) at the end of the minutes: a schedule the step-budget
     # studies tried only apart (2e-3 constant; cosine at 1e-3, unweighted)
     "small_lr2e-3_cosine": ["--base-channels", "16", "--lr", "2e-3", "--lr-schedule", "cosine"],
+    # Nichol & Dhariwal's cosine noise schedule: notebook 05 found it ahead after 250 steps, untried at minute budgets
+    "small_cosine_schedule": ["--base-channels", "16", "--schedule", "cosine"],
 }
 
 
@@ -471,8 +473,9 @@ def budget_plan(quick: bool, minutes: Optional[Sequence[float]] = None) -> List[
     """(run name, configuration, minutes, training seed) of every run of the budget study."""
     budgets = (QUICK_BUDGET_MINUTES,) if quick else tuple(minutes or BUDGET_MINUTES)
     seeds = (0,) if quick else BUDGET_SEEDS
+    # seed by seed, each configuration in turn: a study stopped early still holds paired comparisons
     return [(f"{config}_{m:g}min_seed{seed}", config, m, seed)
-            for m in budgets for config in BUDGET_CONFIGS for seed in seeds]
+            for m in budgets for seed in seeds for config in BUDGET_CONFIGS]
 
 
 def run_budget(args: argparse.Namespace, sitting: Sitting) -> None:
@@ -498,6 +501,7 @@ def run_budget(args: argparse.Namespace, sitting: Sitting) -> None:
         file.record({"name": name, "config": config, "minutes": minutes, "seed": seed, "train_command": " ".join(command),
                      "base_channels": state["model_config"]["base_channels"], "params": count_parameters(model),
                      "batch_size": cfg["batch_size"], "lr": cfg["lr"], "lr_schedule": cfg["lr_schedule"],
+                     "schedule": state["diffusion_config"]["schedule"],
                      "precision": state.get("precision_used") or cfg["precision"],
                      "steps": steps, "train_s": round(train_s, 1),
                      "images_per_s": round(steps * cfg["batch_size"] / max(train_s, 1e-9), 1),

@@ -291,8 +291,8 @@ def test_the_budget_plan_trains_every_configuration_at_every_budget_with_three_s
     assert len(plan) == len(studies.BUDGET_MINUTES) * len(studies.BUDGET_CONFIGS) * 3 == len({p[0] for p in plan})
     assert {(m, s) for _, _, m, s in plan} == {(m, s) for m in (5.0, 20.0, 60.0) for s in (0, 1, 2)}
     assert all("--base-channels" in flags for flags in studies.BUDGET_CONFIGS.values())
-    assert [p[0] for p in studies.budget_plan(quick=False, minutes=[5])][:3] == [
-        "default_width_5min_seed0", "default_width_5min_seed1", "default_width_5min_seed2"]
+    first = [p[0] for p in studies.budget_plan(quick=False, minutes=[5])][:len(studies.BUDGET_CONFIGS)]
+    assert first == [f"{config}_5min_seed0" for config in studies.BUDGET_CONFIGS]  # seed by seed: paired if stopped
 
 
 @pytest.mark.slow
@@ -308,7 +308,7 @@ def test_the_budget_study_runs_the_cli_command_it_stores_and_scores_what_it_trai
     (run,) = json.loads(out.read_text())["runs"]
     assert run["name"] == name and run["config"] == "small_lr2e-3_cosine" and run["seed"] == 0
     assert "train --minutes 0.05 --seed 0 --base-channels 16 --lr 2e-3 --lr-schedule cosine" in run["train_command"]
-    assert (run["base_channels"], run["lr"], run["lr_schedule"]) == (16, 2e-3, "cosine")
+    assert (run["base_channels"], run["lr"], run["lr_schedule"], run["schedule"]) == (16, 2e-3, "cosine", "linear")
     assert run["steps"] >= 1 and 0 < run["train_s"] < 60 and run["images_per_s"] > 0
     assert (work / name / "checkpoint.pt").exists()
     assert set(run["samplers"]) == {studies.DEFAULT_SAMPLER}
