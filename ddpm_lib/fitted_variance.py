@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from tqdm.auto import tqdm
@@ -45,6 +45,7 @@ from .models import eval_mode, model_device
 from .schedules import Schedule
 
 Tensor = torch.Tensor
+Number = Union[float, Tensor]  # a float or a tensor of them
 FIT_KINDS = ("fitted", "analytic")  # e_t measured on the model (optimal for its mean) / from Gamma_t (Theorem 1)
 IMAGES_PER_T = 64  # default images drawn at each t by fit_variance (one x_t each)
 DECODER_IMAGES = 512  # images on which fit_variance picks the decoder's variance
@@ -121,7 +122,7 @@ class VarianceFit:
                    bool(state.get("clip_x0", True)), kind, state.get("decoder_variance"))
 
 
-def fitted_sigma2(lambda2, c, x0_mse):
+def fitted_sigma2(lambda2: Number, c: Number, x0_mse: Number) -> Number:
     """sigma*^2 = lambda^2 + c^2 e: the isotropic variance of a reverse step that minimises the expected KL
     against the posterior N(mu_tilde, lambda^2 I) when the model's mean misses by c (x0_hat - x_0), with
     e = E ||x0_hat - x_0||^2 / d (Bao et al. 2022b). Floats or tensors alike."""

@@ -104,6 +104,11 @@ PRECISION = Exercise(
 
 # --- fitted_variance -------------------------------------------------------------------------
 
+def _sq_error(x0_hat: Tensor, x0: Tensor) -> float:
+    """e_t: the mean squared error per pixel, over images and pixels alike."""
+    return float((x0_hat - x0).double().square().mean())
+
+
 def _fitted_cases() -> List[Case]:
     gen = torch.Generator().manual_seed(9)
     cases = []
@@ -111,15 +116,10 @@ def _fitted_cases() -> List[Case]:
                                         (0.0, 1.0, (2, 1, 4, 4), 0.003)):
         x0 = torch.rand(shape, generator=gen) * 2 - 1
         x0_hat = (x0 + error * torch.randn(shape, generator=gen)).clamp(-1, 1)
-        mse = float((x0_hat - x0).double().square().mean())
-        cases.append(Case((beta_tilde, c, x0_hat, x0), fitted_sigma2(beta_tilde, c, mse),
+        cases.append(Case((beta_tilde, c, x0_hat, x0), fitted_sigma2(beta_tilde, c, _sq_error(x0_hat, x0)),
                           fixed(f"beta_tilde_t = {beta_tilde:g}, c_t = {c:g}, {shape[0]} images" +
                                 (" (the decoder: beta_tilde = 0, c = 1)" if beta_tilde == 0 else ""))))
     return cases
-
-
-def _sq_error(x0_hat: Tensor, x0: Tensor) -> float:
-    return float((x0_hat - x0).double().square().mean())
 
 
 FITTED_VARIANCE = Exercise(
