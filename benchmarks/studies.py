@@ -19,6 +19,8 @@ x0 error per t on 500 test images. Results go to benchmarks/studies/<study>.json
 each (model, sampler) to a .pt file beside it; with --only, the file's other runs are kept. In the
 recipe study, --draws k scores each run's default sampler with seeds 0 .. k-1 and stores the mean
 (one draw of 1000 moves MNIST-FID by about 0.15 on a good model, more on a young one).
+`budget --figure RUN ...` draws those runs' stored grids beside the shipped U-Net's
+(benchmarks/studies/budget.png).
 
 The shipped study trains nothing: it scores given checkpoints (the shipped U-Net with nine
 samplers and two repeats with seed 1, the class-conditional U-Net across guidance weights with
@@ -530,6 +532,35 @@ def budget_table(stored: dict) -> str:
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
+# the picture beside the budget table: the shipped model's grid of the default sampler comes first
+SHIPPED_GRIDS = Path(__file__).parent / "studies" / "shipped.samples.pt"
+
+
+def budget_figure(grids: Dict[str, torch.Tensor], runs: Sequence[str], path: Path,
+                  shipped: Optional[torch.Tensor] = None) -> List[str]:
+    """Write one PNG of sample grids (64 images each, the default sampler, sample seed 0): the shipped
+    U-Net's (``shipped``, when given) and then each named budget run's, side by side, each titled; returns
+    the titles. A run without a stored grid is refused by name."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from ddpm_lib.plotting import show_grid
+
+    missing = [r for r in runs if f"{r}/{DEFAULT_SAMPLER}" not in grids]
+    if missing:
+        raise ValueError(f"no stored grid for {', '.join(missing)}; run `studies.py budget --only {','.join(missing)}` first")
+    panels = ([("shipped U-Net", shipped)] if shipped is not None else [])
+    panels += [(r.replace("_", " "), grids[f"{r}/{DEFAULT_SAMPLER}"]) for r in runs]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.5), squeeze=False)
+    for ax, (title, images) in zip(axes[0], panels):
+        pixels = images.dtype == torch.uint8  # the budget study stores pixels, the shipped one [-1, 1]
+        show_grid(images.float() / 127.5 - 1 if pixels else images.float(), title=title, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return [title for title, _ in panels]
+
+
 def run_mlp(args: argparse.Namespace, sitting: Sitting) -> None:
     """The MLP as eps / x0 / v predictor, weightings and widths (:func:`mlp_plan`), each with its x0
     error per t on 500 test images."""
@@ -682,6 +713,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, nargs="+", default=None,
                    help=f"budget: the budgets to train (default: {' '.join(f'{m:g}' for m in BUDGET_MINUTES)})")
     p.add_argument("--work", default="runs/budget", help="budget: where the trainings write their checkpoints")
+    p.add_argument("--figure", nargs="+", default=None, metavar="RUN",
+                   help="budget: write <out>.png, these runs' stored sample grids beside the shipped U-Net's")
     p.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the script (n = 100)")
     p.add_argument("--device", default=None)
     g = p.add_argument_group("shipped", "checkpoints to score; each section runs if its input is given")
@@ -706,6 +739,17 @@ def main(argv: Optional[List[str]] = None) -> None:
             p.error("--table shows the runs of the mlp, samplers and recipe studies; shipped.json has none")
         stored = json.loads(out.read_text())
         print(budget_table(stored) if args.study == "budget" else table(stored))
+        return
+    if args.figure:
+        if args.study != "budget":
+            p.error("--figure draws the budget study's runs")
+        shipped = read_weights_file(SHIPPED_GRIDS, "sample grid file")[DEFAULT_SAMPLER]
+        grids = read_weights_file(out.with_suffix(".samples.pt"), "sample grid file")
+        try:
+            budget_figure(grids, args.figure, out.with_suffix(".png"), shipped)
+        except ValueError as err:
+            p.error(str(err))
+        print(f"wrote {out.with_suffix('.png')}")
         return
     n = 100 if args.quick else args.n
     if args.study == "shipped":  # refused before the evaluator is built

@@ -467,7 +467,7 @@ def _train(args: argparse.Namespace, out: Path, state: Optional[dict], resume_fr
           f"{what}, device {device}, output {out}")
     if resume_from is None and args.model != "mlp" and args.base_channels is None and args.minutes and args.steps is None:
         print(f"width {trainer.model.config.base_channels} (UNetConfig.small()): measured the better U-Net for a "
-              f"--minutes budget on a CPU (benchmarks/RESULTS.md, \"Targets\"); --base-channels "
+              f"--minutes budget on a CPU (benchmarks/RESULTS.md, \"Minute budgets as typed\"); --base-channels "
               f"{UNetConfig().base_channels} trains the default width")
     trainer.fit(data)
     if trainer.interrupted:

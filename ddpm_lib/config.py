@@ -136,9 +136,9 @@ class UNetConfig:
 
 def unet_for_budget(minutes: Optional[float], steps: Optional[int], **overrides) -> UNetConfig:
     """The U-Net a new run trains when its width is not given: :meth:`UNetConfig.small` for a wall-clock
-    budget (``minutes`` without ``steps``), measured the better one for CPU budgets of tens of minutes
-    (benchmarks/RESULTS.md, "Targets": after 20 minutes 10.8x the real-data floor against the default
-    width's 23.2x); otherwise the default width, so that a seeded step budget trains the same model as before."""
+    budget (``minutes`` without ``steps``), measured the better one for CPU budgets of 5 and 20 minutes,
+    three training seeds each (benchmarks/RESULTS.md, "Minute budgets as typed"); otherwise the default
+    width, so that a seeded step budget trains the same model as before."""
     wall_clock = minutes is not None and steps is None
     return UNetConfig.small(**overrides) if wall_clock else UNetConfig(**overrides)
 

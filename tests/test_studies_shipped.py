@@ -315,3 +315,26 @@ def test_the_budget_study_runs_the_cli_command_it_stores_and_scores_what_it_trai
     table = studies.budget_table(json.loads(out.read_text()))
     fid = run["samplers"][studies.DEFAULT_SAMPLER]["fid"]
     assert f"| 0.05 | small_lr2e-3_cosine | {run['steps']} |" in table and f"{fid:.2f} (seeds 0)" in table
+
+
+def test_the_budget_figure_puts_each_runs_stored_grid_beside_the_shipped_one(tmp_path):
+    """studies.py budget --figure: one titled panel per run after the shipped U-Net's, read from the stored
+    uint8 grids; a run with no stored grid is refused by name, before anything is written."""
+    import numpy as np
+    from PIL import Image
+
+    grid = torch.zeros(64, 1, 28, 28, dtype=torch.uint8)
+    grids = {f"small_20min_seed{s}/{studies.DEFAULT_SAMPLER}": grid + 60 * s for s in (0, 1)}
+    path = tmp_path / "budget.png"
+    shipped = torch.ones(64, 1, 28, 28, dtype=torch.float16)  # stored in [-1, 1]: drawn white, as 255 pixels are
+    titles = studies.budget_figure(grids, ["small_20min_seed0", "small_20min_seed1"], path, shipped=shipped)
+    assert titles == ["shipped U-Net", "small 20min seed0", "small 20min seed1"]
+    with Image.open(path) as img:
+        pixels = np.asarray(img.convert("L"))
+    height, width = pixels.shape
+    assert width > 2.5 * height  # three panels side by side
+    shipped_panel, last_panel = pixels[:, : width // 3].mean(), pixels[:, 2 * width // 3:].mean()
+    assert shipped_panel > 240 and last_panel < 160  # the [-1, 1] ones drawn white, the pixels of 60 dark
+    with pytest.raises(ValueError, match="small_20min_seed2"):
+        studies.budget_figure(grids, ["small_20min_seed2"], tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
