@@ -541,9 +541,7 @@ def budget_figure(grids: Dict[str, torch.Tensor], runs: Sequence[str], path: Pat
     """Write one PNG of sample grids (64 images each, the default sampler, sample seed 0): the shipped
     U-Net's (``shipped``, when given) and then each named budget run's, side by side, each titled; returns
     the titles. A run without a stored grid is refused by name."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: drawn and saved without a display or a global backend
     from ddpm_lib.plotting import show_grid
 
     missing = [r for r in runs if f"{r}/{DEFAULT_SAMPLER}" not in grids]
@@ -551,13 +549,12 @@ def budget_figure(grids: Dict[str, torch.Tensor], runs: Sequence[str], path: Pat
         raise ValueError(f"no stored grid for {', '.join(missing)}; run `studies.py budget --only {','.join(missing)}` first")
     panels = ([("shipped U-Net", shipped)] if shipped is not None else [])
     panels += [(r.replace("_", " "), grids[f"{r}/{DEFAULT_SAMPLER}"]) for r in runs]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.5), squeeze=False)
-    for ax, (title, images) in zip(axes[0], panels):
+    fig = Figure(figsize=(3.2 * len(panels), 3.5))
+    for ax, (title, images) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
         pixels = images.dtype == torch.uint8  # the budget study stores pixels, the shipped one [-1, 1]
         show_grid(images.float() / 127.5 - 1 if pixels else images.float(), title=title, ax=ax)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     return [title for title, _ in panels]
 
 
