@@ -542,6 +542,7 @@ def budget_figure(grids: Dict[str, torch.Tensor], runs: Sequence[str], path: Pat
     U-Net's (``shipped``, when given) and then each named budget run's, side by side, each titled; returns
     the titles. A run without a stored grid is refused by name."""
     from matplotlib.figure import Figure  # no pyplot: drawn and saved without a display or a global backend
+    from ddpm_lib.data import to_model_range
     from ddpm_lib.plotting import show_grid
 
     missing = [r for r in runs if f"{r}/{DEFAULT_SAMPLER}" not in grids]
@@ -552,7 +553,7 @@ def budget_figure(grids: Dict[str, torch.Tensor], runs: Sequence[str], path: Pat
     fig = Figure(figsize=(3.2 * len(panels), 3.5))
     for ax, (title, images) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
         pixels = images.dtype == torch.uint8  # the budget study stores pixels, the shipped one [-1, 1]
-        show_grid(images.float() / 127.5 - 1 if pixels else images.float(), title=title, ax=ax)
+        show_grid(to_model_range(images) if pixels else images.float(), title=title, ax=ax)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     return [title for title, _ in panels]
