@@ -468,6 +468,9 @@ BUDGET_CONFIGS: Dict[str, List[str]] = {
     "small_lr2e-3_cosine": ["--base-channels", "16", "--lr", "2e-3", "--lr-schedule", "cosine"],
     # Nichol & Dhariwal's cosine noise schedule: notebook 05 found it ahead after 250 steps, untried at minute budgets
     "small_cosine_schedule": ["--base-channels", "16", "--schedule", "cosine"],
+    # Hang et al. 2024: half of each batch's t drawn by a Laplace draw of the log-SNR, the middle noise levels
+    # trained more often (the recipe study weighted the noise levels, min-SNR-5, but always drew t uniformly)
+    "small_laplace_t": ["--base-channels", "16", "--t-distribution", "laplace"],
 }
 
 
@@ -503,7 +506,7 @@ def run_budget(args: argparse.Namespace, sitting: Sitting) -> None:
         file.record({"name": name, "config": config, "minutes": minutes, "seed": seed, "train_command": " ".join(command),
                      "base_channels": state["model_config"]["base_channels"], "params": count_parameters(model),
                      "batch_size": cfg["batch_size"], "lr": cfg["lr"], "lr_schedule": cfg["lr_schedule"],
-                     "schedule": state["diffusion_config"]["schedule"],
+                     "schedule": state["diffusion_config"]["schedule"], "t_distribution": cfg["t_distribution"],
                      "precision": state.get("precision_used") or cfg["precision"],
                      "steps": steps, "train_s": round(train_s, 1),
                      "images_per_s": round(steps * cfg["batch_size"] / max(train_s, 1e-9), 1),

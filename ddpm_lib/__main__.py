@@ -23,8 +23,9 @@ from torch.utils.data import TensorDataset
 
 from .checkpoints import (CHECKPOINT_NAME, CheckpointError, check_resumable, export_pretrained, is_export,
                           load_checkpoint, load_model, migrated, store_variance_fit)
-from .config import (LR_SCHEDULES, MAX_SEED, PRECISIONS, SAMPLERS, SPACINGS, DiffusionConfig, EvalConfig, MLPConfig,
-                     SamplerConfig, TrainConfig, UNetConfig, get_device, seed_everything, unet_for_budget)
+from .config import (LR_SCHEDULES, MAX_SEED, PRECISIONS, SAMPLERS, SPACINGS, T_DISTRIBUTIONS, DiffusionConfig,
+                     EvalConfig, MLPConfig, SamplerConfig, TrainConfig, UNetConfig, get_device, seed_everything,
+                     unet_for_budget)
 from .data import MNIST_SHAPE, load_mnist, pretrained_dir, pretrained_path
 from .fitted_variance import IMAGES_PER_T
 from .errors import DDPMError, InputError
@@ -238,8 +239,8 @@ def _width(args: argparse.Namespace) -> dict:
 FLAG_FIELDS: Dict[str, Tuple[str, str]] = {
     **{flag: ("diffusion_config", flag) for flag in ("schedule", "T", "prediction")},
     "base_channels": ("model_config", "base_channels"),
-    **{flag: ("train_config", flag) for flag in ("batch_size", "lr", "lr_schedule", "min_snr_gamma", "precision",
-                                                 "checkpoint_every", "seed", "subset", "data")},
+    **{flag: ("train_config", flag) for flag in ("batch_size", "lr", "lr_schedule", "min_snr_gamma", "t_distribution",
+                                                 "precision", "checkpoint_every", "seed", "subset", "data")},
 }
 
 
@@ -758,6 +759,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after warm-up: constant, or cosine decay to 0 over the budget (default: %(default)s)")
     t.add_argument("--min-snr-gamma", type=non_negative_float, default=train.min_snr_gamma,
                    help="Min-SNR-gamma loss weighting, 0: unweighted L_simple (default: %(default)s)")
+    t.add_argument("--t-distribution", choices=T_DISTRIBUTIONS, default=train.t_distribution,
+                   help="how t is drawn: uniform, or laplace: half the batch by a Laplace draw of the log-SNR "
+                        "(Hang et al. 2024), more steps on the middle noise levels (default: %(default)s)")
     t.add_argument("--precision", choices=PRECISIONS, default=train.precision,
                    help="forward pass in fp32, bf16 (autocast; weights stay float32) or auto: bf16 for a --minutes "
                         "budget without --steps on a CPU with native bfloat16 instructions, else fp32 (default: %(default)s)")

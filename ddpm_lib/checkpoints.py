@@ -52,7 +52,8 @@ PathLike = Union[str, Path]
 MIGRATIONS: Dict[str, Dict[str, Any]] = {
     "diffusion_config": {"prediction": "eps"},  # added with x0 and v prediction; earlier models predict the noise
     "train_config": {"lr_schedule": "constant", "min_snr_gamma": None,  # added with cosine decay and min-SNR
-                     "precision": "fp32"},  # added with bfloat16 autocast; earlier runs trained in float32
+                     "precision": "fp32",  # added with bfloat16 autocast; earlier runs trained in float32
+                     "t_distribution": "uniform"},  # added with the Laplace draw of t; earlier runs drew t uniformly
 }
 # not listed: train_config.subset, added when runs began to record their data; an older file does not
 # say which images it trained on, so the library takes the data it is given (None) and the command

@@ -22,6 +22,7 @@ from .errors import InputError, InputTypeError, SetupError
 DEVICE_ENV = "DDPM_DEVICE"
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("fp32", "bf16", "auto")  # TrainConfig.precision, the CLI's --precision
+T_DISTRIBUTIONS = ("uniform", "laplace")  # TrainConfig.t_distribution, the CLI's --t-distribution
 SAMPLERS = ("dpm++sde", "dpm++", "ddim", "ddpm")  # SamplerConfig.sampler, the CLI's --sampler, ddpm_lib.sample()
 SPACINGS = ("trailing", "even")  # SamplerConfig.spacing, the CLI's --spacing
 
@@ -180,6 +181,9 @@ class TrainConfig:
         min_snr_gamma: min-SNR-gamma loss weighting (Hang et al. 2023): each t's loss weighted as if the
             x0 error counted min(SNR(t), gamma); None = unweighted L_simple. 5 is the measured best change
             to the recipe (benchmarks/RESULTS.md, "The training recipe at the 20-minute budget").
+        t_distribution: how training draws t: "uniform" (Algorithm 1), or "laplace": half the batch
+            uniform, half by a Laplace draw of the log-SNR (Hang et al. 2024,
+            :func:`ddpm_lib.diffusion.sample_timesteps_laplace`), more steps on the middle noise levels.
         precision: the forward pass and loss in "fp32", or in bfloat16 autocast ("bf16"; weights,
             optimizer and EMA stay float32), or "auto": bf16 for a budget in minutes alone on a CPU with
             native bfloat16 instructions (benchmarks/RESULTS.md, "Training in bfloat16 on the CPU"), fp32
@@ -208,6 +212,7 @@ class TrainConfig:
     lr: float = 1e-3
     lr_schedule: str = "constant"
     min_snr_gamma: Optional[float] = 5.0
+    t_distribution: str = "uniform"
     precision: str = "auto"
     weight_decay: float = 0.0
     warmup_steps: int = 200
@@ -236,6 +241,7 @@ class TrainConfig:
             ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
             ("min_snr_gamma", self.min_snr_gamma is None or (finite(self.min_snr_gamma) and self.min_snr_gamma > 0),
              "a finite number > 0 or None (unweighted)"),
+            ("t_distribution", self.t_distribution in T_DISTRIBUTIONS, f"one of {T_DISTRIBUTIONS}"),
             ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}"),
             ("weight_decay", finite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
             ("warmup_steps", finite(self.warmup_steps) and self.warmup_steps >= 0, "an integer >= 0"),

@@ -190,6 +190,34 @@ def sample_timesteps(batch: int, T: int, device: torch.device,
     return torch.randint(0, T, (batch,), generator=generator, device=gen_device).to(device)
 
 
+# Hang et al. 2024 ("Improved Noise Schedule for Diffusion Training"): log-SNR ~ Laplace(mu, b), their best mu, b
+LAPLACE_MU, LAPLACE_B = 0.0, 0.5
+LAPLACE_UNIFORM_SHARE = 0.5  # TrainConfig.t_distribution="laplace": this share of a batch keeps t uniform
+
+
+def sample_timesteps_laplace(schedule: Schedule, batch: int, generator: Optional[torch.Generator] = None, *,
+                             mu: float = LAPLACE_MU, b: float = LAPLACE_B,
+                             uniform_share: float = LAPLACE_UNIFORM_SHARE) -> Tensor:
+    """t drawn by noise level (Hang et al. 2024), on the CPU: each sample takes, with probability
+    ``uniform_share``, t ~ Uniform({0, ..., T-1}) (Algorithm 1), else the t whose log-SNR,
+    lambda_t = ln(alpha_bar_t / (1 - alpha_bar_t)), is nearest a draw of lambda ~ Laplace(mu, b)
+    (density exp(-|lambda - mu| / b) / 2b). The Laplace part spends the steps on the middle noise levels,
+    where SNR is near e^mu (t of about 150 to 420 of the linear schedule's 1000 with mu = 0, b = 0.5);
+    alone it would almost never reach the highest levels, where every sampler starts, hence the
+    uniform share. The loss weight of a sample is left as it is, so the draw reweights the objective."""
+    if not 0 <= uniform_share <= 1:
+        raise InputError(f"uniform_share must be in [0, 1], got {uniform_share}")
+    if not b > 0:
+        raise InputError(f"b must be > 0, got {b}")
+    log_snr = torch.log(schedule.snr().detach().double().cpu())  # lambda_t, falling with t
+    uniform = torch.randint(0, schedule.T, (batch,), generator=generator)
+    keep_uniform = torch.rand(batch, generator=generator, dtype=torch.float64) < uniform_share
+    u = torch.rand(batch, generator=generator, dtype=torch.float64) - 0.5  # inverse CDF of the Laplace
+    wanted = mu - b * torch.sign(u) * torch.log1p(-2 * u.abs())
+    nearest = (wanted[:, None] - log_snr[None, :]).abs().argmin(dim=1)
+    return torch.where(keep_uniform, uniform, nearest)
+
+
 def min_snr_weight(schedule: Schedule, t: Tensor, gamma: float) -> Tensor:
     """The Min-SNR-gamma weight (Hang et al. 2023) of the loss on ``schedule.prediction``'s own
     target at steps t: min(SNR, gamma) / SNR (eps), min(SNR, gamma) (x0), min(SNR, gamma) / (SNR + 1) (v)."""

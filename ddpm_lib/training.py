@@ -29,9 +29,9 @@ from tqdm.auto import tqdm
 from .errors import DDPMError, InputError
 from .checkpoints import (CHECKPOINT_NAME, check_compatible, check_resumable, from_state, load_checkpoint,
                           save_checkpoint, to_state)
-from .config import DiffusionConfig, TrainConfig, get_device
+from .config import T_DISTRIBUTIONS, DiffusionConfig, TrainConfig, get_device
 from .data import check_model_range
-from .diffusion import simple_loss
+from .diffusion import sample_timesteps_laplace, simple_loss
 from .guidance import drop_labels
 from .models import build_model, describe_model, eval_mode, remember_image_shape
 from .files import first_line
@@ -79,12 +79,20 @@ def batch_order(n: int, batch_size: int, seed: int, start_step: int = 0) -> Iter
             step += 1
 
 
-def simple_loss_fn(model: torch.nn.Module, schedule: Schedule, min_snr_gamma: Optional[float] = None) -> LossFn:
-    """L_simple (Eq. 14) of ``model`` as a trainer loss: t ~ U{0..T-1} and eps ~ N(0, I) drawn on
-    the CPU from the trainer's generator (a seed gives the same run on every device), weighted
-    by min-SNR-gamma when ``min_snr_gamma`` is given (:func:`ddpm_lib.diffusion.simple_loss`)."""
+def simple_loss_fn(model: torch.nn.Module, schedule: Schedule, min_snr_gamma: Optional[float] = None,
+                   t_distribution: str = "uniform") -> LossFn:
+    """L_simple (Eq. 14) of ``model`` as a trainer loss: t ~ U{0..T-1} (or by ``t_distribution``,
+    :attr:`TrainConfig.t_distribution`) and eps ~ N(0, I) drawn on the CPU from the trainer's generator
+    (a seed gives the same run on every device), weighted by min-SNR-gamma when ``min_snr_gamma`` is
+    given (:func:`ddpm_lib.diffusion.simple_loss`)."""
+    if t_distribution not in T_DISTRIBUTIONS:
+        raise InputError(f"t_distribution must be one of {T_DISTRIBUTIONS}, got {t_distribution!r}")
+
     def loss(x0: Tensor, y: Optional[Tensor], generator: torch.Generator) -> Tensor:
-        t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator)
+        if t_distribution == "laplace":
+            t = sample_timesteps_laplace(schedule, x0.shape[0], generator)
+        else:
+            t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator)
         noise = torch.randn(x0.shape, generator=generator)
         return simple_loss(model, schedule, x0, t=t.to(x0.device), noise=noise.to(x0.device), y=y,
                            min_snr_gamma=min_snr_gamma)
@@ -190,7 +198,8 @@ class Trainer:
         self.schedule = make_schedule(self.diffusion).to(self.device)
         if loss_fn is None:  # trained on L_simple of this schedule: the samplers check they get the same one
             remember_diffusion(self.model, self.diffusion)
-        self.loss_fn = loss_fn or simple_loss_fn(self.model, self.schedule, self.config.min_snr_gamma)
+        self.loss_fn = loss_fn or simple_loss_fn(self.model, self.schedule, self.config.min_snr_gamma,
+                                                 self.config.t_distribution)
         self.loss_fn_given = loss_fn is not None
         self.ema = EMA(self.model, self.config.ema_decay)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr,

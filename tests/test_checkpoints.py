@@ -213,7 +213,8 @@ def test_bad_files_are_named_for_what_they_are(tiny_unet_config, tmp_path):
 
 
 # a value that differs from the migrated one, for each setting the table fills
-LATER = {"prediction": "v", "lr_schedule": "cosine", "min_snr_gamma": 5.0, "precision": "bf16"}
+LATER = {"prediction": "v", "lr_schedule": "cosine", "min_snr_gamma": 5.0, "precision": "bf16",
+         "t_distribution": "laplace"}
 
 
 @pytest.mark.parametrize("key,setting", [(key, setting) for key, table in MIGRATIONS.items() for setting in table])
