@@ -183,7 +183,9 @@ class TrainConfig:
             to the recipe (benchmarks/RESULTS.md, "The training recipe at the 20-minute budget").
         t_distribution: how training draws t: "uniform" (Algorithm 1), or "laplace": half the batch
             uniform, half by a Laplace draw of the log-SNR (Hang et al. 2024,
-            :func:`ddpm_lib.diffusion.sample_timesteps_laplace`), more steps on the middle noise levels.
+            :func:`ddpm_lib.diffusion.sample_timesteps_laplace`), more steps on the middle noise levels;
+            measured worse than uniform with min-SNR-5 at 20 minutes (benchmarks/RESULTS.md, "Minute budgets
+            as typed").
         precision: the forward pass and loss in "fp32", or in bfloat16 autocast ("bf16"; weights,
             optimizer and EMA stay float32), or "auto": bf16 for a budget in minutes alone on a CPU with
             native bfloat16 instructions (benchmarks/RESULTS.md, "Training in bfloat16 on the CPU"), fp32
