@@ -468,7 +468,7 @@ BUDGET_CONFIGS: Dict[str, List[str]] = {
     "small_lr2e-3_cosine": ["--base-channels", "16", "--lr", "2e-3", "--lr-schedule", "cosine"],
     # Nichol & Dhariwal's cosine noise schedule: notebook 05 found it ahead after 250 steps, untried at minute budgets
     "small_cosine_schedule": ["--base-channels", "16", "--schedule", "cosine"],
-    # Hang et al. 2024: half of each batch's t drawn by a Laplace draw of the log-SNR, the middle noise levels
+    # Hang et al. 2024: each batch's t drawn by a Laplace draw of the log-SNR (a share kept uniform), the middle levels
     # trained more often (the recipe study weighted the noise levels, min-SNR-5, but always drew t uniformly)
     "small_laplace_t": ["--base-channels", "16", "--t-distribution", "laplace"],
 }

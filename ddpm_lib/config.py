@@ -181,9 +181,9 @@ class TrainConfig:
         min_snr_gamma: min-SNR-gamma loss weighting (Hang et al. 2023): each t's loss weighted as if the
             x0 error counted min(SNR(t), gamma); None = unweighted L_simple. 5 is the measured best change
             to the recipe (benchmarks/RESULTS.md, "The training recipe at the 20-minute budget").
-        t_distribution: how training draws t: "uniform" (Algorithm 1), or "laplace": half the batch
-            uniform, half by a Laplace draw of the log-SNR (Hang et al. 2024,
-            :func:`ddpm_lib.diffusion.sample_timesteps_laplace`), more steps on the middle noise levels;
+        t_distribution: how training draws t: "uniform" (Algorithm 1), or "laplace": a share of each batch
+            (``diffusion.LAPLACE_UNIFORM_SHARE``) uniform, the rest by a Laplace draw of the log-SNR (Hang et al.
+            2024, :func:`ddpm_lib.diffusion.sample_timesteps_laplace`), more steps on the middle noise levels;
             measured worse than uniform with min-SNR-5 at 20 minutes (benchmarks/RESULTS.md, "Minute budgets
             as typed").
         precision: the forward pass and loss in "fp32", or in bfloat16 autocast ("bf16"; weights,
@@ -214,7 +214,7 @@ class TrainConfig:
     lr: float = 1e-3
     lr_schedule: str = "constant"
     min_snr_gamma: Optional[float] = 5.0
-    t_distribution: str = "uniform"
+    t_distribution: str = T_DISTRIBUTIONS[0]
     precision: str = "auto"
     weight_decay: float = 0.0
     warmup_steps: int = 200

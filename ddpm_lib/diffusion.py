@@ -192,7 +192,9 @@ def sample_timesteps(batch: int, T: int, device: torch.device,
 
 # Hang et al. 2024 ("Improved Noise Schedule for Diffusion Training"): log-SNR ~ Laplace(mu, b), their best mu, b
 LAPLACE_MU, LAPLACE_B = 0.0, 0.5
-LAPLACE_UNIFORM_SHARE = 0.5  # TrainConfig.t_distribution="laplace": this share of a batch keeps t uniform
+# TrainConfig.t_distribution="laplace": this share of a batch keeps t uniform (this library's choice, not the
+# paper's: the samplers start from the highest noise levels, which the Laplace alone almost never draws)
+LAPLACE_UNIFORM_SHARE = 0.5
 
 
 def sample_timesteps_laplace(schedule: Schedule, batch: int, generator: Optional[torch.Generator] = None, *,
@@ -206,13 +208,15 @@ def sample_timesteps_laplace(schedule: Schedule, batch: int, generator: Optional
     alone it would almost never reach the highest levels, where every sampler starts, hence the
     uniform share. The loss weight of a sample is left as it is, so the draw reweights the objective."""
     if not 0 <= uniform_share <= 1:
-        raise InputError(f"uniform_share must be in [0, 1], got {uniform_share}")
+        raise InputError(f"uniform_share is the share of t kept uniform, so it must be in [0, 1]; "
+                         f"got {uniform_share}")
     if not b > 0:
-        raise InputError(f"b must be > 0, got {b}")
+        raise InputError(f"b is the Laplace's scale, so it must be > 0 (Hang et al. use {LAPLACE_B}); got {b}")
     log_snr = torch.log(schedule.snr().detach().double().cpu())  # lambda_t, falling with t
     uniform = torch.randint(0, schedule.T, (batch,), generator=generator)
     keep_uniform = torch.rand(batch, generator=generator, dtype=torch.float64) < uniform_share
     u = torch.rand(batch, generator=generator, dtype=torch.float64) - 0.5  # inverse CDF of the Laplace
+    u = u.clamp(min=-0.5 + 1e-12)  # rand() = 0 would give lambda = -inf, which every t is equally far from
     wanted = mu - b * torch.sign(u) * torch.log1p(-2 * u.abs())
     nearest = (wanted[:, None] - log_snr[None, :]).abs().argmin(dim=1)
     return torch.where(keep_uniform, uniform, nearest)

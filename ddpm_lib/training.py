@@ -80,17 +80,18 @@ def batch_order(n: int, batch_size: int, seed: int, start_step: int = 0) -> Iter
 
 
 def simple_loss_fn(model: torch.nn.Module, schedule: Schedule, min_snr_gamma: Optional[float] = None,
-                   t_distribution: str = "uniform") -> LossFn:
+                   t_distribution: str = T_DISTRIBUTIONS[0]) -> LossFn:
     """L_simple (Eq. 14) of ``model`` as a trainer loss: t ~ U{0..T-1} (or by ``t_distribution``,
     :attr:`TrainConfig.t_distribution`) and eps ~ N(0, I) drawn on the CPU from the trainer's generator
     (a seed gives the same run on every device), weighted by min-SNR-gamma when ``min_snr_gamma`` is
     given (:func:`ddpm_lib.diffusion.simple_loss`)."""
     if t_distribution not in T_DISTRIBUTIONS:
         raise InputError(f"t_distribution must be one of {T_DISTRIBUTIONS}, got {t_distribution!r}")
+    on_cpu = schedule.to("cpu")  # t is drawn on the CPU: its log-SNR table copied once, not every step
 
     def loss(x0: Tensor, y: Optional[Tensor], generator: torch.Generator) -> Tensor:
         if t_distribution == "laplace":
-            t = sample_timesteps_laplace(schedule, x0.shape[0], generator)
+            t = sample_timesteps_laplace(on_cpu, x0.shape[0], generator)
         else:
             t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator)
         noise = torch.randn(x0.shape, generator=generator)

@@ -7,7 +7,8 @@ from scipy import stats
 
 from ddpm_lib import (linear_betas, make_schedule, predict_eps_from_x0, predict_x0_from_eps, q_posterior, q_sample,
                       q_sample_iterated, simple_loss)
-from ddpm_lib.diffusion import LAPLACE_B, LAPLACE_MU, check_timesteps, sample_timesteps, sample_timesteps_laplace
+from ddpm_lib.diffusion import (LAPLACE_B, LAPLACE_MU, LAPLACE_UNIFORM_SHARE, check_timesteps, sample_timesteps,
+                                sample_timesteps_laplace)
 
 
 @pytest.mark.parametrize("t", [0, 10, 250, 999])
@@ -105,19 +106,25 @@ def test_timesteps_cover_0_and_T_minus_1():
 def test_laplace_timesteps_draw_the_log_snr_from_a_laplace_and_keep_a_uniform_share(linear_schedule):
     """Hang et al. 2024: the log-SNR of the drawn t is Laplace(mu, b) (median mu, mean |lambda - mu| = b);
     the uniform share still reaches every t, the last one the samplers start from included."""
-    log_snr = torch.log(linear_schedule.snr().double())
+    log_snr, T = torch.log(linear_schedule.snr().double()), linear_schedule.T
+    for mu, b in ((LAPLACE_MU, LAPLACE_B), (-2.0, 1.0)):
+        t = sample_timesteps_laplace(linear_schedule, 100_000, torch.Generator().manual_seed(0), mu=mu, b=b,
+                                     uniform_share=0.0)
+        lam = log_snr[t]
+        assert lam.median().item() == pytest.approx(mu, abs=0.02)
+        assert (lam - mu).abs().mean().item() == pytest.approx(b, abs=0.02)
     t = sample_timesteps_laplace(linear_schedule, 100_000, torch.Generator().manual_seed(0), uniform_share=0.0)
-    lam = log_snr[t]
-    assert lam.median().item() == pytest.approx(LAPLACE_MU, abs=0.02)
-    assert (lam - LAPLACE_MU).abs().mean().item() == pytest.approx(LAPLACE_B, abs=0.02)
     assert (t >= 700).sum().item() < 20  # lambda(700) is about -5, ten b below mu: 2e-5 of the draws, 2 expected
     mixed = sample_timesteps_laplace(linear_schedule, 100_000, torch.Generator().manual_seed(1))
-    assert mixed.min().item() == 0 and mixed.max().item() == 999
-    assert (mixed >= 700).float().mean().item() == pytest.approx(0.5 * 0.3, abs=0.01)  # half of uniform's 30%
+    assert mixed.min().item() == 0 and mixed.max().item() == T - 1
+    uniform_above_700 = (T - 700) / T  # the Laplace part has (almost) none
+    assert (mixed >= 700).float().mean().item() == pytest.approx(LAPLACE_UNIFORM_SHARE * uniform_above_700, abs=0.01)
     again = sample_timesteps_laplace(linear_schedule, 100_000, torch.Generator().manual_seed(1))
     assert torch.equal(mixed, again) and mixed.dtype == torch.int64
-    with pytest.raises(ValueError, match="uniform_share"):
+    with pytest.raises(ValueError, match="uniform_share .* must be in"):
         sample_timesteps_laplace(linear_schedule, 4, uniform_share=1.5)
+    with pytest.raises(ValueError, match="scale, so it must be > 0"):
+        sample_timesteps_laplace(linear_schedule, 4, b=0.0)
 
 
 def test_simple_loss_is_eq_14(linear_schedule):

@@ -384,23 +384,35 @@ def test_seed_beyond_the_derived_seeds_range_is_refused():
 
 
 def test_the_trainer_draws_t_as_its_config_says(linear_schedule):
-    """TrainConfig.t_distribution reaches the loss: "laplace" is L_simple at the t of
+    """TrainConfig.t_distribution reaches the trainer's loss: "laplace" is L_simple at the t of
     sample_timesteps_laplace, drawn from the trainer's generator before the noise, like uniform t."""
     from ddpm_lib.diffusion import sample_timesteps_laplace, simple_loss
     from ddpm_lib.training import simple_loss_fn
-    model = lambda x, t: 0.5 * x  # noqa: E731
+
+    class Half(torch.nn.Module):  # eps_theta(x_t, t) = x_t / 2, with one weight for the optimizer
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, t):
+            return 0.5 * x
+
+    model = Half()
     x0 = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    losses = {}
     for name in ("uniform", "laplace"):
-        got = simple_loss_fn(model, linear_schedule, 5.0, name)(x0, None, torch.Generator().manual_seed(7))
+        trainer = Trainer(model, DiffusionConfig(), TrainConfig(t_distribution=name), device="cpu")
+        got = trainer.loss_fn(x0, None, torch.Generator().manual_seed(7))
         g = torch.Generator().manual_seed(7)
         t = (sample_timesteps_laplace(linear_schedule, 64, g) if name == "laplace"
-             else torch.randint(0, 1000, (64,), generator=g))
+             else torch.randint(0, linear_schedule.T, (64,), generator=g))
         expected = simple_loss(model, linear_schedule, x0, t=t, noise=torch.randn(x0.shape, generator=g),
-                               min_snr_gamma=5.0)
+                               min_snr_gamma=TrainConfig().min_snr_gamma)
         assert got.item() == pytest.approx(expected.item(), rel=1e-6), name
+        assert trainer.state_dict()["train_config"]["t_distribution"] == name
+        losses[name] = got.item()
+    assert losses["uniform"] != losses["laplace"]
     with pytest.raises(ValueError, match="t_distribution"):
         simple_loss_fn(model, linear_schedule, None, "lognormal")
     with pytest.raises(ValueError, match="t_distribution"):
         TrainConfig(t_distribution="lognormal")
-    assert Trainer(torch.nn.Linear(1, 1), train_config=TrainConfig(t_distribution="laplace"),
-                   device="cpu").state_dict()["train_config"]["t_distribution"] == "laplace"
