@@ -138,7 +138,7 @@ class UNetConfig:
 def unet_for_budget(minutes: Optional[float], steps: Optional[int], **overrides) -> UNetConfig:
     """The U-Net a new run trains when its width is not given: :meth:`UNetConfig.small` for a wall-clock
     budget (``minutes`` without ``steps``), measured the better one for CPU budgets of 5 and 20 minutes (in each
-    of three training seeds) and at least level with the default width at 60, seed for seed
+    of three training seeds) and at 60 level with the default width in two training seeds and ahead in the third
     (benchmarks/RESULTS.md, "Minute budgets as typed"); otherwise the default width, so that a seeded step budget
     trains the same model as before."""
     wall_clock = minutes is not None and steps is None
